@@ -1,0 +1,37 @@
+# tufnotary: the two commands of the README, and a few helpers.
+#   make run    start signer + server on the embedded default (SQLite) on loopback
+#   make test   install everything the suite needs and run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STATE ?= .state
+PORT ?= 4443
+SIGNER_PORT ?= 7899
+
+.PHONY: run test venv system-deps proto clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# System packages the suite runs for real (PostgreSQL server binaries); installed when missing.
+system-deps:
+	@bash tests/system-deps.sh
+
+proto: venv
+	@bash proto/gen.sh $(PY)
+
+run: venv
+	@$(VENV)/bin/tufnotary-server dev --state-dir $(STATE) --port $(PORT) --signer-port $(SIGNER_PORT)
+
+test: venv system-deps
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc = 5 ]; then echo "pytest collected no tests (exit 5)"; rc=0; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) $(STATE) .pytest_cache

@@ -1,0 +1,96 @@
+"""The server's error tree: every refusal has a stable code, a message and an HTTP status.
+
+Domain errors know nothing of Flask; `api.py` turns any `ServerError` into the JSON body
+`{"errors": [{"code", "message", "detail"}]}` with `http_status`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServerError(Exception):
+    """Base of every error the server reports to a client."""
+
+    code = "INTERNAL"
+    http_status = 500
+
+    def __init__(self, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "detail": self.detail}
+
+
+class ValidationError(ServerError):
+    """Uploaded metadata breaks a TUF rule; the subclasses say which kind."""
+
+    code = "METADATA_INVALID"
+    http_status = 400
+
+
+class MalformedMetadataError(ValidationError):
+    code = "METADATA_MALFORMED"
+
+
+class BadSignatureError(ValidationError):
+    code = "SIGNATURE_INVALID"
+
+
+class BadVersionError(ValidationError):
+    code = "VERSION_INVALID"
+
+
+class ExpiredMetadataError(ValidationError):
+    code = "METADATA_EXPIRED"
+
+
+class BadRoleError(ValidationError):
+    code = "ROLE_INVALID"
+
+
+class MissingRoleError(ValidationError):
+    code = "ROLE_MISSING"
+
+
+class InvalidCollectionError(ServerError):
+    code = "NAME_INVALID"
+    http_status = 400
+
+
+class UploadTooLargeError(ServerError):
+    code = "UPLOAD_TOO_LARGE"
+    http_status = 413
+
+
+class NotFoundError(ServerError):
+    code = "METADATA_NOT_FOUND"
+    http_status = 404
+
+
+class VersionConflictError(ServerError):
+    """Another publish to the same collection won; nothing of this one was stored."""
+
+    code = "VERSION_CONFLICT"
+    http_status = 409
+
+
+class SignerUnavailableError(ServerError):
+    """The signer could not be reached or did not answer in time."""
+
+    code = "SIGNER_UNAVAILABLE"
+    http_status = 503
+
+
+class SignerRefusedError(ServerError):
+    """The signer answered but refused or failed the request."""
+
+    code = "SIGNER_REFUSED"
+    http_status = 502
+
+
+class StorageError(ServerError):
+    code = "STORAGE_UNAVAILABLE"
+    http_status = 503
