@@ -1,0 +1,114 @@
+"""The storage contract of the metadata server: what a `MetaStore` keeps and promises.
+
+Backends implement `MetaStore`; `tests/server/test_storage.py` runs the same contract over each.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One stored version of one role's signed metadata file."""
+
+    role: str
+    """"root", "targets", "snapshot", "timestamp", or a delegated role name (may contain "/")."""
+    version: int
+    data: bytes
+    """The exact bytes uploaded or generated, returned byte-for-byte."""
+    sha256: str
+    """Lower-case hex SHA-256 digest of `data`."""
+    length: int
+    """len(data)."""
+    created_at: datetime
+    """When the commit that stored it ran (timezone-aware, UTC)."""
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file to store in `MetaStore.commit`."""
+
+    role: str
+    version: int
+    data: bytes
+
+
+class MetaStore(ABC):
+    """Signed TUF metadata of many collections; every version of every role is kept forever.
+
+    A collection (one TUF repository, named like "wabbit-networks/net-monitor") exists from its
+    first commit until `delete_collection`. Stores are safe to share between threads, and
+    several stores (other processes, other hosts) may use one database at the same time.
+    Database failures other than version conflicts raise `StorageError`; bad arguments raise
+    `ValueError`; using a store after `close()` raises `RuntimeError`.
+    """
+
+    @abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply the schema migrations this database lacks, in order, and return their names.
+
+        Idempotent and safe to run concurrently from several processes: once the schema is
+        current it returns [] and changes nothing.
+        """
+
+    @abstractmethod
+    def current(self, collection: str) -> dict[str, StoredFile]:
+        """Return the latest version of every role of `collection`; {} if it does not exist."""
+
+    @abstractmethod
+    def get(self, collection: str, role: str, version: int | None = None) -> StoredFile | None:
+        """Return `version` of `role` (the latest when None), or None if it is not stored."""
+
+    @abstractmethod
+    def commit(self, collection: str, files: Sequence[NewFile], expected: Mapping[str, int]) -> None:
+        """Store all of `files` atomically, or none of them.
+
+        `expected` maps role -> the version the caller saw as current when it validated the
+        upload (0: the role did not exist). In one transaction, serialised with every other
+        commit to `collection` across threads, processes and hosts:
+
+        - if the current version of any role in `expected` differs from the stored one, raise
+          `VersionConflictError` and store none of the files;
+        - if any (collection, role, version) of `files` is already stored, raise
+          `VersionConflictError` and store none of the files;
+        - otherwise store every file; the first commit to a collection creates it.
+
+        `files` must be non-empty with distinct (role, version) pairs and versions >= 1.
+        """
+
+    @abstractmethod
+    def delete_collection(self, collection: str) -> bool:
+        """Remove `collection` and every version of every role of it; False if it did not exist."""
+
+    @abstractmethod
+    def collections(self) -> list[str]:
+        """Names of all stored collections, sorted."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release this store's connections; the store must not be used afterwards."""
+
+
+def open_store(url: str) -> MetaStore:
+    """Open (without connecting yet) the store a database URL names.
+
+    - "sqlite:////abs/path.db" or "sqlite:///abs/path.db": an SQLite file, shared safely by
+      several processes on one host;
+    - "sqlite://" or "sqlite:///:memory:": a private in-memory database (tests, one process);
+    - "postgresql://user:password@host:port/dbname" (also "postgres://"): PostgreSQL; libpq
+      query parameters such as "?sslmode=require&connect_timeout=5" are passed through.
+    """
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from tufnotary.server.storage.sqlite import SqliteMetaStore
+
+        return SqliteMetaStore.from_url(url)
+    if scheme in ("postgresql", "postgres"):
+        from tufnotary.server.storage.postgres import PostgresMetaStore
+
+        return PostgresMetaStore(url)
+    raise ValueError(f"unsupported storage URL scheme {scheme!r}: use sqlite:// or postgresql://")

@@ -1,0 +1,250 @@
+"""The SQL shared by every `MetaStore` backend: queries, commit rules and the migration runner.
+
+A backend supplies a connection per unit of work (`_run`), its placeholder and row-lock syntax,
+its driver's error classes and how it encodes timestamps; everything else lives here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from tufnotary.server.errors import VersionConflictError
+from tufnotary.server.storage.base import MetaStore, NewFile, StoredFile
+
+T = TypeVar("T")
+
+_MIGRATION_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
+
+_FILE_COLUMNS = "f.role, f.version, f.data, f.sha256, f.length, f.created_at"
+
+
+class Cursor(Protocol):
+    """The part of a DB-API 2.0 cursor the shared code uses."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class SqlMetaStore(MetaStore):
+    """`MetaStore` over a DB-API driver; queries are written with "?" placeholders."""
+
+    dialect: ClassVar[str]
+    """Folder of this backend's migrations under `migrations/`."""
+    placeholder: ClassVar[str] = "?"
+    lock_clause: ClassVar[str] = ""
+    """Appended to a SELECT of a `collections` row to lock it until the transaction ends."""
+    integrity_errors: ClassVar[tuple[type[Exception], ...]]
+    """Driver exceptions raised when an insert breaks a unique constraint."""
+    migrations_table_ddl: ClassVar[str]
+
+    @abstractmethod
+    def _run(self, work: Callable[[Cursor], T], write: bool) -> T:
+        """Run `work` in one transaction and commit it; roll back if it raises.
+
+        `write=True` transactions are serialised with each other for the whole database
+        (SQLite) or must take row locks themselves (`lock_clause`). Driver errors become
+        `StorageError`; other exceptions propagate unchanged after the rollback.
+        """
+
+    @abstractmethod
+    def _encode_time(self, moment: datetime) -> Any: ...
+
+    @abstractmethod
+    def _decode_time(self, value: Any) -> datetime: ...
+
+    def _lock_for_migrations(self, cur: Cursor) -> None:
+        """Serialise concurrent `migrate()` calls beyond what a write transaction does."""
+
+    def _execute_script(self, cur: Cursor, script: str) -> None:
+        cur.execute(script)
+
+    def _q(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    # --- migrations ---------------------------------------------------------------------
+
+    def migrations(self) -> list[tuple[str, str]]:
+        """(name, SQL) of every migration of this backend, in the order they apply."""
+        folder = resources.files("tufnotary.server.storage").joinpath("migrations", self.dialect)
+        found = sorted(p.name for p in folder.iterdir() if _MIGRATION_NAME.match(p.name))
+        return [(name.removesuffix(".sql"), folder.joinpath(name).read_text("utf-8")) for name in found]
+
+    def migrate(self) -> list[str]:
+        pending = self.migrations()
+
+        def work(cur: Cursor) -> list[str]:
+            self._lock_for_migrations(cur)
+            cur.execute(self.migrations_table_ddl)
+            cur.execute("SELECT name FROM schema_migrations")
+            done = {row[0] for row in cur.fetchall()}
+            applied = []
+            for name, script in pending:
+                if name in done:
+                    continue
+                self._execute_script(cur, script)
+                cur.execute(self._q("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)"),
+                            (name, self._encode_time(_now())))
+                applied.append(name)
+            return applied
+
+        return self._run(work, write=True)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def current(self, collection: str) -> dict[str, StoredFile]:
+        _check_name("collection", collection)
+        # The newest version of each role comes from the (collection_id, role, version) key
+        # alone; only those rows are then read with their data.
+        sql = self._q(
+            f"SELECT {_FILE_COLUMNS} FROM files f"
+            " JOIN (SELECT g.collection_id, g.role, MAX(g.version) AS version"
+            "       FROM files g JOIN collections c ON c.id = g.collection_id"
+            "       WHERE c.name = ? GROUP BY g.collection_id, g.role) latest"
+            " ON f.collection_id = latest.collection_id AND f.role = latest.role"
+            " AND f.version = latest.version")
+
+        def work(cur: Cursor) -> dict[str, StoredFile]:
+            cur.execute(sql, (collection,))
+            return {f.role: f for f in map(self._stored_file, cur.fetchall())}
+
+        return self._run(work, write=False)
+
+    def get(self, collection: str, role: str, version: int | None = None) -> StoredFile | None:
+        _check_name("collection", collection)
+        _check_name("role", role)
+        base = (f"SELECT {_FILE_COLUMNS} FROM files f JOIN collections c ON c.id = f.collection_id"
+                " WHERE c.name = ? AND f.role = ?")
+        if version is None:
+            sql, params = base + " ORDER BY f.version DESC LIMIT 1", (collection, role)
+        else:
+            _check_version(version)
+            sql, params = base + " AND f.version = ?", (collection, role, version)
+
+        def work(cur: Cursor) -> StoredFile | None:
+            cur.execute(self._q(sql), params)
+            row = cur.fetchone()
+            return None if row is None else self._stored_file(row)
+
+        return self._run(work, write=False)
+
+    def collections(self) -> list[str]:
+        def work(cur: Cursor) -> list[str]:
+            cur.execute("SELECT name FROM collections ORDER BY name")
+            return [row[0] for row in cur.fetchall()]
+
+        return self._run(work, write=False)
+
+    # --- writes -------------------------------------------------------------------------
+
+    def commit(self, collection: str, files: Sequence[NewFile], expected: Mapping[str, int]) -> None:
+        _check_name("collection", collection)
+        _check_commit(files, expected)
+        now = _now()
+        rows = [(f.role, f.version, bytes(f.data), hashlib.sha256(f.data).hexdigest(), len(f.data))
+                for f in files]
+
+        def work(cur: Cursor) -> None:
+            collection_id = self._lock_collection(cur, collection, now)
+            cur.execute(self._q("SELECT role, MAX(version) FROM files WHERE collection_id = ?"
+                                " GROUP BY role"), (collection_id,))
+            stored = dict(cur.fetchall())
+            stale = {role: {"expected": version, "current": stored.get(role, 0)}
+                     for role, version in expected.items() if stored.get(role, 0) != version}
+            if stale:
+                raise VersionConflictError(
+                    f"collection {collection!r} changed since it was read: "
+                    + ", ".join(f"{r} is at version {s['current']}, not {s['expected']}"
+                                for r, s in sorted(stale.items())), detail=stale)
+            for role, version, *_ in rows:
+                cur.execute(self._q("SELECT 1 FROM files WHERE collection_id = ? AND role = ?"
+                                    " AND version = ?"), (collection_id, role, version))
+                if cur.fetchone() is not None:
+                    raise _duplicate(collection, role, version)
+            for role, version, data, digest, length in rows:
+                try:
+                    cur.execute(self._q("INSERT INTO files (collection_id, role, version, data, sha256,"
+                                        " length, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                                (collection_id, role, version, data, digest, length,
+                                 self._encode_time(now)))
+                except self.integrity_errors as exc:
+                    # Only reachable if the collection lock were bypassed; the key still holds.
+                    raise _duplicate(collection, role, version) from exc
+
+        self._run(work, write=True)
+
+    def delete_collection(self, collection: str) -> bool:
+        _check_name("collection", collection)
+
+        def work(cur: Cursor) -> bool:
+            cur.execute(self._q("SELECT id FROM collections WHERE name = ?" + self.lock_clause),
+                        (collection,))
+            row = cur.fetchone()
+            if row is None:
+                return False
+            cur.execute(self._q("DELETE FROM files WHERE collection_id = ?"), (row[0],))
+            cur.execute(self._q("DELETE FROM collections WHERE id = ?"), (row[0],))
+            return True
+
+        return self._run(work, write=True)
+
+    def _lock_collection(self, cur: Cursor, collection: str, now: datetime) -> int:
+        """Create the collection's row if needed, lock it until the transaction ends, return its id."""
+        while True:
+            cur.execute(self._q("INSERT INTO collections (name, created_at) VALUES (?, ?)"
+                                " ON CONFLICT (name) DO NOTHING"), (collection, self._encode_time(now)))
+            cur.execute(self._q("SELECT id FROM collections WHERE name = ?" + self.lock_clause),
+                        (collection,))
+            row = cur.fetchone()
+            # None: a concurrent delete_collection removed the row while we waited for its lock.
+            if row is not None:
+                return int(row[0])
+
+    def _stored_file(self, row: Sequence[Any]) -> StoredFile:
+        role, version, data, digest, length, created_at = row
+        return StoredFile(role=role, version=int(version), data=bytes(data), sha256=digest,
+                          length=int(length), created_at=self._decode_time(created_at))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _duplicate(collection: str, role: str, version: int) -> VersionConflictError:
+    return VersionConflictError(f"{collection!r} already has version {version} of role {role!r}",
+                                detail={"role": role, "version": version})
+
+
+def _check_name(what: str, name: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} must be a non-empty string, not {name!r}")
+
+
+def _check_version(version: int, minimum: int = 1) -> None:
+    if isinstance(version, bool) or not isinstance(version, int) or version < minimum:
+        raise ValueError(f"version must be an integer >= {minimum}, not {version!r}")
+
+
+def _check_commit(files: Sequence[NewFile], expected: Mapping[str, int]) -> None:
+    if not files:
+        raise ValueError("commit needs at least one file")
+    seen: set[tuple[str, int]] = set()
+    for f in files:
+        _check_name("role", f.role)
+        _check_version(f.version)
+        if not isinstance(f.data, (bytes, bytearray, memoryview)):
+            raise ValueError(f"data of {f.role} v{f.version} must be bytes")
+        if (f.role, f.version) in seen:
+            raise ValueError(f"version {f.version} of role {f.role!r} appears twice in one commit")
+        seen.add((f.role, f.version))
+    for role, version in expected.items():
+        _check_name("role", role)
+        _check_version(version, minimum=0)
