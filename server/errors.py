@@ -55,6 +55,12 @@ class MissingRoleError(ValidationError):
     code = "ROLE_MISSING"
 
 
+class OnlineKeyError(ValidationError):
+    """The root does not let the server sign a role it is expected to sign."""
+
+    code = "ONLINE_KEY_MISMATCH"
+
+
 class InvalidCollectionError(ServerError):
     code = "NAME_INVALID"
     http_status = 400

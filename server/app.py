@@ -1,0 +1,50 @@
+"""The Flask application factory: `create_app()` is what gunicorn serves.
+
+Database connections and the gRPC channel are opened lazily, on first use in each worker,
+because gunicorn forks its workers after the factory runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask
+
+from tufnotary.server.api import bp
+from tufnotary.server.config import ServerConfig, config_from_env
+from tufnotary.server.publish import OnlineSigner
+from tufnotary.server.remote_signer import RemoteSigner
+from tufnotary.server.storage import MetaStore, open_store
+
+
+@dataclass
+class Services:
+    config: ServerConfig
+    store: MetaStore
+    signer: OnlineSigner
+
+
+def create_app(
+    config: ServerConfig | None = None,
+    store: MetaStore | None = None,
+    signer: OnlineSigner | None = None,
+) -> Flask:
+    """Build the app from `config` (default: the environment); `store`/`signer` override for tests."""
+    config = config or config_from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
+    if store is None:
+        store = open_store(config.database_url)
+    if signer is None:
+        signer = RemoteSigner(
+            config.signer_address,
+            config.signer_ca,
+            config.signer_client_cert,
+            config.signer_client_key,
+            timeout=config.signer_timeout,
+        )
+    app.extensions["tufnotary"] = Services(config, store, signer)
+    app.register_blueprint(bp)
+    logging.getLogger("tufnotary").setLevel(logging.INFO)
+    return app

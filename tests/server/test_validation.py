@@ -1,0 +1,322 @@
+"""validate_update: the pure gate. Each test feeds stored and uploaded bytes, no I/O."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from tests.tuf_factory import NOW, CollectionFactory, new_signer
+from tufnotary.server.errors import (
+    BadRoleError,
+    BadSignatureError,
+    BadVersionError,
+    ExpiredMetadataError,
+    MalformedMetadataError,
+    MissingRoleError,
+)
+from tufnotary.server.validation import validate_update
+
+
+def accept(current: dict[str, bytes], uploads: dict[str, bytes]) -> dict[str, bytes]:
+    """Validate, then return the stored state a successful publish would leave (snapshot faked)."""
+    update = validate_update(current, uploads, NOW)
+    state = {**current, **uploads}
+    fake = CollectionFactory(now=NOW)
+    fake.snapshot.signed.version = update.snapshot_version + 1
+    state["snapshot"] = fake.sign("snapshot", signers=[])
+    return state
+
+
+@pytest.fixture
+def repo() -> CollectionFactory:
+    return CollectionFactory(now=NOW)
+
+
+@pytest.fixture
+def published(repo) -> dict[str, bytes]:
+    return accept({}, {"root": repo.sign("root"), "targets": repo.sign("targets")})
+
+
+def test_first_publish_accepted(repo):
+    update = validate_update({}, {"root": repo.sign("root"), "targets": repo.sign("targets")}, NOW)
+    assert set(update.uploaded) == {"root", "targets"}
+    assert update.targets_versions == {"targets": 1}
+    assert (update.snapshot_version, update.timestamp_version) == (0, 0)
+
+
+def test_first_publish_needs_root(repo):
+    with pytest.raises(MissingRoleError, match="first publish must include root"):
+        validate_update({}, {"targets": repo.sign("targets")}, NOW)
+
+
+def test_first_publish_needs_targets(repo):
+    with pytest.raises(MissingRoleError, match="no targets"):
+        validate_update({}, {"root": repo.sign("root")}, NOW)
+
+
+def test_first_root_must_be_version_1(repo):
+    repo.bump("root")
+    with pytest.raises(BadVersionError, match="must be version 1"):
+        validate_update({}, {"root": repo.sign("root"), "targets": repo.sign("targets")}, NOW)
+
+
+def test_nothing_uploaded_refused():
+    with pytest.raises(MalformedMetadataError, match="nothing to publish"):
+        validate_update({}, {}, NOW)
+
+
+def test_new_targets_version_accepted(repo, published):
+    repo.add_target("app.tar.gz", b"payload")
+    repo.bump("targets")
+    update = validate_update(published, {"targets": repo.sign("targets")}, NOW)
+    assert update.targets_versions == {"targets": 2}
+    assert update.snapshot_version == 1
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_targets_version_must_increase(repo, published, version):
+    repo.bump("targets")
+    state = accept(published, {"targets": repo.sign("targets")})
+    repo.md("targets").signed.version = version
+    with pytest.raises(BadVersionError, match="not greater than the stored version 2"):
+        validate_update(state, {"targets": repo.sign("targets")}, NOW)
+
+
+def test_replay_of_old_validly_signed_file(repo, published):
+    old_targets = published["targets"]
+    repo.bump("targets")
+    state = accept(published, {"targets": repo.sign("targets")})
+    with pytest.raises(BadVersionError):
+        validate_update(state, {"targets": old_targets}, NOW)
+
+
+def test_targets_signed_by_wrong_key(repo, published):
+    repo.bump("targets")
+    with pytest.raises(BadSignatureError, match="signed by 0 of the 1 keys root requires"):
+        validate_update(published, {"targets": repo.sign("targets", signers=[new_signer()])}, NOW)
+
+
+def test_targets_signed_by_key_of_another_role(repo, published):
+    repo.bump("targets")
+    with pytest.raises(BadSignatureError):
+        validate_update(published, {"targets": repo.sign("targets", signers=repo.signers["root"])}, NOW)
+
+
+def test_forged_signature(repo, published):
+    repo.bump("targets")
+    data = json.loads(repo.sign("targets"))
+    sig = data["signatures"][0]["sig"]
+    data["signatures"][0]["sig"] = ("0" if sig[0] != "0" else "1") + sig[1:]
+    with pytest.raises(BadSignatureError):
+        validate_update(published, {"targets": json.dumps(data).encode()}, NOW)
+
+
+def test_tampered_signed_content(repo, published):
+    repo.bump("targets")
+    data = json.loads(repo.sign("targets"))
+    data["signed"]["targets"]["evil"] = {"length": 1, "hashes": {"sha256": "00" * 32}}
+    with pytest.raises(BadSignatureError):
+        validate_update(published, {"targets": json.dumps(data).encode()}, NOW)
+
+
+def test_expired_refused(repo, published):
+    repo.bump("targets")
+    repo.md("targets").signed.expires = NOW - timedelta(seconds=1)
+    with pytest.raises(ExpiredMetadataError, match="targets expired at"):
+        validate_update(published, {"targets": repo.sign("targets")}, NOW)
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"{not json", "not valid UTF-8 JSON"),
+        (b"\xff\xfe", "not valid UTF-8 JSON"),
+        (b"[]", "no 'signed' object"),
+        (b'{"signed": {"_type": "targets", "version": true}, "signatures": []}', "integer >= 1"),
+        (b'{"signed": {"_type": "targets", "version": 2.0}, "signatures": []}', "integer >= 1"),
+        (b'{"signed": {"_type": "targets", "version": 0}, "signatures": []}', "integer >= 1"),
+        (b'{"signed": {"_type": "targets", "version": 2, "version": 3}, "signatures": []}', "duplicate"),
+        (b'{"signed": {"_type": "targets", "version": 2}, "signatures": []}', "not valid TUF metadata"),
+    ],
+)
+def test_malformed_refused(published, data, match):
+    with pytest.raises(MalformedMetadataError, match=match):
+        validate_update(published, {"targets": data}, NOW)
+
+
+def test_deeply_nested_json_refused(published):
+    data = b'{"signed": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(MalformedMetadataError):
+        validate_update(published, {"targets": data}, NOW)
+
+
+def test_wrong_type_for_role(repo, published):
+    repo.bump("targets")
+    with pytest.raises(BadRoleError, match="must be 'root' metadata"):
+        validate_update(published, {"root": repo.sign("targets")}, NOW)
+
+
+def test_timestamp_upload_refused(repo, published):
+    with pytest.raises(BadRoleError, match="generated by the server"):
+        validate_update(published, {"timestamp": b"{}"}, NOW)
+
+
+@pytest.mark.parametrize("role", ["../etc", "a/../b", "a\x00b", "x" * 300, "", "1.evil"])
+def test_bad_role_names(published, role):
+    with pytest.raises(BadRoleError):
+        validate_update(published, {role: b"{}"}, NOW)
+
+
+def test_keyid_must_match_key(repo):
+    key = repo.root.signed.keys.pop(repo.signers["targets"][0].public_key.keyid)
+    key.keyid = "ab" * 32
+    repo.root.signed.keys[key.keyid] = key
+    repo.root.signed.roles["targets"].keyids = [key.keyid]
+    with pytest.raises(MalformedMetadataError, match="keyid must be the SHA-256"):
+        validate_update({}, {"root": repo.sign("root"), "targets": repo.sign("targets")}, NOW)
+
+
+# ---- root rotation
+def test_root_rotation_signed_by_old_and_new(repo, published):
+    old = repo.signers["root"]
+    new = repo.rotate("root")
+    repo.bump("root")
+    update = validate_update(published, {"root": repo.sign("root", signers=old + new)}, NOW)
+    assert update.root.signed.version == 2
+
+
+def test_root_rotation_not_signed_by_old_root(repo, published):
+    repo.rotate("root")
+    repo.bump("root")
+    with pytest.raises(BadSignatureError, match="the previous root"):
+        validate_update(published, {"root": repo.sign("root")}, NOW)
+
+
+def test_root_rotation_not_signed_by_new_root(repo, published):
+    old = repo.signers["root"]
+    repo.rotate("root")
+    repo.bump("root")
+    with pytest.raises(BadSignatureError, match="the new root itself"):
+        validate_update(published, {"root": repo.sign("root", signers=old)}, NOW)
+
+
+def test_root_version_jump_refused(repo, published):
+    repo.root.signed.version = 3
+    with pytest.raises(BadVersionError, match="exactly 2"):
+        validate_update(published, {"root": repo.sign("root")}, NOW)
+
+
+def test_threshold_not_met_by_duplicate_signatures(repo, published):
+    second = new_signer()
+    repo.root.signed.add_key(second.public_key, "targets")
+    repo.root.signed.roles["targets"].threshold = 2
+    repo.bump("root")
+    repo.bump("targets")
+    data = json.loads(repo.sign("targets"))
+    data["signatures"].append(dict(data["signatures"][0]))  # the same signature twice
+    with pytest.raises(MalformedMetadataError, match="Multiple signatures"):
+        validate_update(published, {"root": repo.sign("root"), "targets": json.dumps(data).encode()}, NOW)
+    with pytest.raises(BadSignatureError, match="signed by 1 of the 2"):
+        validate_update(published, {"root": repo.sign("root"), "targets": repo.sign("targets")}, NOW)
+    signed_by_both = repo.sign("targets", signers=repo.signers["targets"] + [second])
+    update = validate_update(published, {"root": repo.sign("root"), "targets": signed_by_both}, NOW)
+    assert update.targets_versions == {"targets": 2}
+
+
+def test_new_root_breaking_stored_targets_is_refused(repo, published):
+    repo.root.signed.add_key(new_signer().public_key, "targets")
+    repo.root.signed.roles["targets"].threshold = 2
+    repo.bump("root")
+    with pytest.raises(MissingRoleError, match="sign targets with the new keys"):
+        validate_update(published, {"root": repo.sign("root")}, NOW)
+
+
+def test_root_rotating_targets_key_needs_resigned_targets(repo, published):
+    repo.rotate("targets")
+    repo.bump("root")
+    with pytest.raises(MissingRoleError, match="sign targets with the new keys"):
+        validate_update(published, {"root": repo.sign("root")}, NOW)
+    repo.bump("targets")
+    update = validate_update(published, {"root": repo.sign("root"), "targets": repo.sign("targets")}, NOW)
+    assert update.targets_versions == {"targets": 2}
+
+
+# ---- delegations
+def test_delegated_role_with_parent_in_same_publish(repo, published):
+    repo.delegate("releases", ["releases/*"])
+    repo.add_target("releases/app-1.0", b"app", role="releases")
+    repo.bump("targets")
+    update = validate_update(
+        published, {"releases": repo.sign("releases"), "targets": repo.sign("targets")}, NOW
+    )
+    assert update.targets_versions == {"targets": 2, "releases": 1}
+
+
+def test_delegated_role_later_publish(repo, published):
+    repo.delegate("releases", ["releases/*"])
+    repo.bump("targets")
+    state = accept(published, {"targets": repo.sign("targets")})
+    repo.add_target("releases/app-1.0", b"app", role="releases")
+    update = validate_update(state, {"releases": repo.sign("releases")}, NOW)
+    assert update.targets_versions == {"targets": 2, "releases": 1}
+
+
+def test_delegated_role_signed_by_wrong_key(repo, published):
+    repo.delegate("releases", ["releases/*"])
+    repo.bump("targets")
+    with pytest.raises(BadSignatureError, match="its delegator targets"):
+        validate_update(
+            published,
+            {"targets": repo.sign("targets"), "releases": repo.sign("releases", signers=[new_signer()])},
+            NOW,
+        )
+
+
+def test_delegated_target_outside_paths(repo, published):
+    repo.delegate("releases", ["releases/*"])
+    repo.add_target("other/evil", b"x", role="releases")
+    repo.bump("targets")
+    with pytest.raises(BadRoleError, match="'other/evil', which is outside the paths"):
+        validate_update(published, {"targets": repo.sign("targets"), "releases": repo.sign("releases")}, NOW)
+
+
+def test_undeclared_delegated_role(repo, published):
+    repo.delegate("releases", ["*"])
+    with pytest.raises(BadRoleError, match="not delegated by targets"):
+        validate_update(published, {"releases": repo.sign("releases")}, NOW)
+
+
+def test_nested_delegation(repo, published):
+    repo.delegate("a", ["a/*"])
+    repo.delegate("a/b", ["a/b/*"], parent="a")
+    repo.add_target("a/b/file", b"f", role="a/b")
+    repo.bump("targets")
+    update = validate_update(
+        published,
+        {"a/b": repo.sign("a/b"), "a": repo.sign("a"), "targets": repo.sign("targets")},
+        NOW,
+    )
+    assert update.targets_versions == {"targets": 2, "a": 1, "a/b": 1}
+
+
+# ---- client-managed snapshot
+def test_client_snapshot_must_match_state(repo, published):
+    repo.add_target("f", b"f")
+    repo.bump("targets")
+    repo.snapshot.signed.version = 2
+    repo.snapshot_for({"targets": 1})
+    with pytest.raises(BadVersionError, match="does not list every targets role"):
+        validate_update(published, {"targets": repo.sign("targets"), "snapshot": repo.sign("snapshot")}, NOW)
+    repo.snapshot_for({"targets": 2})
+    update = validate_update(
+        published, {"targets": repo.sign("targets"), "snapshot": repo.sign("snapshot")}, NOW
+    )
+    assert "snapshot" in update.uploaded
+
+
+def test_client_snapshot_must_be_signed_by_snapshot_key(repo, published):
+    repo.snapshot.signed.version = 2
+    repo.snapshot_for({"targets": 1})
+    with pytest.raises(BadSignatureError):
+        validate_update(published, {"snapshot": repo.sign("snapshot", signers=[new_signer()])}, NOW)
