@@ -1,0 +1,46 @@
+"""The signer's error tree: every refusal has a stable `code` and a message an operator can act on.
+
+Errors know nothing of gRPC; `service.py` maps them to status codes in one table.
+"""
+
+from __future__ import annotations
+
+
+class SignerError(Exception):
+    """Base of every error the signer reports."""
+
+    code = "SIGNER_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(SignerError):
+    """The signer's configuration is missing or unusable."""
+
+    code = "CONFIG_INVALID"
+
+
+class InvalidRequestError(SignerError):
+    """A request argument is malformed (empty collection, unknown role or algorithm...)."""
+
+    code = "INVALID_REQUEST"
+
+
+class KeyNotFoundError(SignerError):
+    """No key with that id (or no active key for that collection and role)."""
+
+    code = "KEY_NOT_FOUND"
+
+
+class KeyUnwrapError(SignerError):
+    """A stored private key could not be unwrapped: wrong passphrase, or the row was altered."""
+
+    code = "KEY_UNWRAP_FAILED"
+
+
+class KeyStoreUnavailableError(SignerError):
+    """The key database could not be reached or failed."""
+
+    code = "KEYSTORE_UNAVAILABLE"
