@@ -1,0 +1,129 @@
+"""The metadata server's HTTP API, on urllib3 with timeouts: ping, online keys, upload, fetch, delete.
+
+Every server refusal becomes a `ServerError` carrying the server's code and message; every
+network failure becomes a `ServerUnreachableError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from securesystemslib.formats import encode_canonical
+from securesystemslib.signer import SSlibKey
+
+from tufnotary.client.errors import ServerError, ServerUnreachableError
+from tufnotary.client.names import check_collection
+
+DEFAULT_SERVER = "http://127.0.0.1:4443"
+USER_AGENT = "tufnotary-client/0.1.0"
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    server: str = DEFAULT_SERVER
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    retries: int = 2
+
+
+def metadata_base_url(server: str, collection: str) -> str:
+    """The TUF metadata base URL of `collection` (its '/' are path separators, not escaped)."""
+    return f"{server.rstrip('/')}/v2/{check_collection(collection)}/_trust/tuf/"
+
+
+def tuf_keyid(key: SSlibKey) -> str:
+    """The TUF key id of `key`: sha256 of the canonical JSON of its dict without 'keyid'."""
+    canonical = encode_canonical(key.to_dict())
+    assert isinstance(canonical, str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _server_error(response: urllib3.BaseHTTPResponse, what: str) -> ServerError:
+    try:
+        first = json.loads(response.data)["errors"][0]
+        code = str(first.get("code", "UNKNOWN"))
+        message = str(first.get("message", "")) or f"HTTP {response.status}"
+        detail = first.get("detail")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        code, message, detail = "UNKNOWN", f"HTTP {response.status}", None
+    text = f"{what}: server refused ({code}): {message}"
+    if detail not in (None, "", {}, []):
+        text += f" ({json.dumps(detail, sort_keys=True)[:300]})"
+    return ServerError(" ".join(text.split()), code, response.status, detail)
+
+
+class ServerClient:
+    """Client of one metadata server."""
+
+    def __init__(self, config: HttpConfig) -> None:
+        self.config = config
+        self._pool = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout),
+            retries=urllib3.Retry(total=config.retries, redirect=0, backoff_factor=0.2),
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    def base_url(self, collection: str) -> str:
+        return metadata_base_url(self.config.server, collection)
+
+    def _request(self, method: str, url: str, what: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        try:
+            response = self._pool.request(method, url, **kwargs)
+        except urllib3.exceptions.HTTPError as e:
+            reason = getattr(e, "reason", None) or e
+            raise ServerUnreachableError(
+                f"{what}: cannot reach server {self.config.server}: {reason}"
+            ) from e
+        if response.status >= 400:
+            raise _server_error(response, what)
+        return response
+
+    def ping(self) -> None:
+        self._request("GET", f"{self.config.server.rstrip('/')}/v2/", "ping")
+
+    def online_key(self, collection: str, role: str) -> SSlibKey:
+        """The server-managed public key of `role` ("timestamp" or "snapshot"), key id checked."""
+        what = f"fetching the {role} key of {collection}"
+        response = self._request("GET", f"{self.base_url(collection)}{role}.key", what)
+        try:
+            d = json.loads(response.data)
+            keyid = d.pop("keyid")
+            key = SSlibKey.from_dict(keyid, d)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ServerError(f"{what}: the server sent an invalid key: {e}", "KEY_INVALID") from e
+        if tuf_keyid(key) != keyid:
+            raise ServerError(
+                f"{what}: the server's key id {keyid} is not the TUF key id of the key it sent",
+                "KEY_INVALID",
+            )
+        return key
+
+    def upload(self, collection: str, roles: dict[str, bytes]) -> dict[str, Any]:
+        """POST signed metadata (role name -> exact bytes) atomically; return the server's reply."""
+        fields = {role: (f"{role}.json", data, "application/json") for role, data in roles.items()}
+        response = self._request(
+            "POST",
+            self.base_url(collection),
+            f"publishing {', '.join(roles)} of {collection}",
+            fields=fields,
+            # A POST that reached the server must not be replayed blindly.
+            retries=urllib3.Retry(total=self.config.retries, read=0, redirect=0),
+        )
+        try:
+            reply: dict[str, Any] = json.loads(response.data)
+        except ValueError:
+            reply = {}
+        return reply
+
+    def fetch(self, collection: str, filename: str) -> bytes:
+        """Unverified bytes of one metadata file, e.g. 'root.json' or '2.targets.json'."""
+        return self._request(
+            "GET", f"{self.base_url(collection)}{filename}", f"fetching {filename} of {collection}"
+        ).data
+
+    def delete(self, collection: str) -> None:
+        self._request("DELETE", self.base_url(collection), f"deleting {collection}")

@@ -1,0 +1,142 @@
+"""Layout of the trust directory and the small per-collection state files kept in it.
+
+    <trust-dir>/private/<keyid>.pem              encrypted PKCS#8 private keys (0600, dir 0700)
+    <trust-dir>/public/<keyid>.json              the matching public keys (TUF key dicts)
+    <trust-dir>/collections/<collection>/metadata/   ngclient cache; root.json is the pinned anchor
+    <trust-dir>/collections/<collection>/keys.json   local key ids that sign root and targets
+    <trust-dir>/collections/<collection>/staged.json target changes not yet published
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tufnotary.client.errors import ClientError, NotInitializedError
+from tufnotary.client.names import check_collection
+
+
+def write_file_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data` so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise ClientError(f"cannot read {path}: {e}") from e
+
+
+@dataclass
+class CollectionKeys:
+    """Which local keys sign the root and targets roles of one collection."""
+
+    root: list[str]
+    targets: list[str]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"root": self.root, "targets": self.targets}
+
+
+@dataclass
+class StagedChanges:
+    """Pending target changes: target path -> TUF target dict to add, or None to remove."""
+
+    changes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "add": {p: t for p, t in self.changes.items() if t is not None},
+            "remove": sorted(p for p, t in self.changes.items() if t is None),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StagedChanges:
+        changes: dict[str, dict[str, Any] | None] = dict(d.get("add", {}))
+        changes.update({p: None for p in d.get("remove", [])})
+        return cls(changes)
+
+
+class TrustDir:
+    """Paths and state files under one trust directory."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).expanduser()
+
+    @property
+    def private_dir(self) -> Path:
+        return self.root / "private"
+
+    @property
+    def public_dir(self) -> Path:
+        return self.root / "public"
+
+    def collection_dir(self, collection: str) -> Path:
+        return self.root / "collections" / check_collection(collection)
+
+    def metadata_dir(self, collection: str) -> Path:
+        return self.collection_dir(collection) / "metadata"
+
+    def pinned_root_path(self, collection: str) -> Path:
+        return self.metadata_dir(collection) / "root.json"
+
+    def has_pinned_root(self, collection: str) -> bool:
+        return self.pinned_root_path(collection).exists()
+
+    def read_pinned_root(self, collection: str) -> bytes:
+        path = self.pinned_root_path(collection)
+        if not path.exists():
+            raise NotInitializedError(
+                f"no trusted root pinned for {collection} in {self.root}: run "
+                f"'tufnotary init {collection}' as its publisher, or pass --root FILE"
+            )
+        return path.read_bytes()
+
+    def pin_root(self, collection: str, data: bytes) -> None:
+        write_file_atomic(self.pinned_root_path(collection), data)
+
+    def read_keys(self, collection: str) -> CollectionKeys:
+        path = self.collection_dir(collection) / "keys.json"
+        if not path.exists():
+            raise NotInitializedError(
+                f"{collection} is not initialised for publishing in {self.root}: "
+                f"run 'tufnotary init {collection}' first"
+            )
+        d = _read_json(path)
+        return CollectionKeys(root=list(d["root"]), targets=list(d["targets"]))
+
+    def write_keys(self, collection: str, keys: CollectionKeys) -> None:
+        data = json.dumps(keys.to_dict(), indent=2).encode() + b"\n"
+        write_file_atomic(self.collection_dir(collection) / "keys.json", data)
+
+    def read_staged(self, collection: str) -> StagedChanges:
+        path = self.collection_dir(collection) / "staged.json"
+        if not path.exists():
+            return StagedChanges()
+        return StagedChanges.from_dict(_read_json(path))
+
+    def write_staged(self, collection: str, staged: StagedChanges) -> None:
+        path = self.collection_dir(collection) / "staged.json"
+        if not staged.changes:
+            path.unlink(missing_ok=True)
+            return
+        write_file_atomic(path, json.dumps(staged.to_dict(), indent=2).encode() + b"\n")
+
+    def forget_collection(self, collection: str) -> None:
+        """Remove all local state of `collection` (never the keys in private/)."""
+        shutil.rmtree(self.collection_dir(collection), ignore_errors=True)
