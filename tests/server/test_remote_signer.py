@@ -1,0 +1,138 @@
+"""`RemoteSigner` against real mTLS gRPC signers: an honest one, a slow one and hostile ones.
+
+The hostile servicers stand in for a compromised signer: the client must fail closed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from securesystemslib.signer import CryptoSigner
+
+from tests.pgcluster import free_port
+from tests.signer.harness import RunningSigner, custom_signer, inprocess_signer, remote_signer
+from tufnotary.proto import signer_pb2, signer_pb2_grpc
+from tufnotary.server.errors import SignerRefusedError, SignerUnavailableError
+from tufnotary.server.remote_signer import RemoteSigner, tuf_key_id
+from tufnotary.signer.certs import DevCertPaths, write_dev_certs
+
+COLLECTION = "wabbit-networks/net-monitor"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> DevCertPaths:
+    return write_dev_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def running(certs: DevCertPaths, tmp_path: Path) -> Iterator[RunningSigner]:
+    with inprocess_signer(certs, tmp_path) as signer:
+        yield signer
+
+
+def _public_key_message(signer: CryptoSigner, key_id: str | None = None) -> signer_pb2.PublicKey:
+    key = signer.public_key
+    return signer_pb2.PublicKey(
+        key_id=key_id or key.keyid, collection=COLLECTION, role="timestamp",
+        keytype=key.keytype, scheme=key.scheme, public=key.keyval["public"],
+    )
+
+
+class HostileSigner(signer_pb2_grpc.SignerServicer):
+    """Answers with keys whose id lies, or with signatures by another key."""
+
+    def __init__(self) -> None:
+        self.key = CryptoSigner.generate_ed25519()
+        self.other = CryptoSigner.generate_ed25519()
+
+    def CreateKey(self, request: signer_pb2.CreateKeyRequest, context: grpc.ServicerContext) -> signer_pb2.PublicKey:
+        # Claims the id of the honest key but carries the other key's public value.
+        return _public_key_message(self.other, key_id=self.key.public_key.keyid)
+
+    def GetPublicKey(self, request: signer_pb2.GetPublicKeyRequest, context: grpc.ServicerContext) -> signer_pb2.PublicKey:
+        return _public_key_message(self.key)
+
+    def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
+        if request.payload == b"answer with another key id":
+            signature = self.other.sign(request.payload)
+            return signer_pb2.SignResponse(key_id=signature.keyid, signature=signature.signature)
+        forged = self.other.sign(request.payload)  # right key id, wrong key
+        return signer_pb2.SignResponse(key_id=request.key_id, signature=forged.signature)
+
+
+class SlowSigner(signer_pb2_grpc.SignerServicer):
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def ListKeys(self, request: signer_pb2.ListKeysRequest, context: grpc.ServicerContext) -> signer_pb2.ListKeysResponse:
+        self.release.wait(10)
+        return signer_pb2.ListKeysResponse()
+
+
+def test_round_trip_through_an_honest_signer(running: RunningSigner) -> None:
+    with remote_signer(running.address, running.certs) as client:
+        key = client.create_key(COLLECTION, "timestamp")
+        assert key.keyid == tuf_key_id(key.keytype, key.scheme, key.keyval["public"])
+        assert client.get_public_key(COLLECTION, "timestamp") == key
+        signature = client.sign(key, b"signed bytes")
+        key.verify_signature(signature, b"signed bytes")
+
+
+def test_channel_is_opened_lazily(certs: DevCertPaths, tmp_path: Path) -> None:
+    # Nothing listens yet and the TLS files are missing: constructing must not fail...
+    client = RemoteSigner(f"localhost:{free_port()}", tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key")
+    # ...the first call does, as "unavailable".
+    with client, pytest.raises(SignerUnavailableError, match="TLS files"):
+        client.list_keys(COLLECTION)
+
+
+def test_unreachable_signer_is_unavailable(certs: DevCertPaths) -> None:
+    with remote_signer(f"localhost:{free_port()}", certs, timeout=2) as client:
+        with pytest.raises(SignerUnavailableError) as caught:
+            client.get_public_key(COLLECTION, "timestamp")
+    assert caught.value.http_status == 503
+
+
+def test_every_call_has_a_deadline(certs: DevCertPaths) -> None:
+    slow = SlowSigner()
+    with custom_signer(certs, slow) as address, remote_signer(address, certs, timeout=0.3) as client:
+        try:
+            with pytest.raises(SignerUnavailableError) as caught:
+                client.list_keys(COLLECTION)
+        finally:
+            slow.release.set()
+    assert caught.value.detail["status"] == "DEADLINE_EXCEEDED"
+
+
+def test_key_whose_id_is_not_its_tuf_key_id_is_refused(certs: DevCertPaths) -> None:
+    with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
+        with pytest.raises(SignerRefusedError, match="not its TUF key id"):
+            client.create_key(COLLECTION, "timestamp")
+
+
+def test_signature_that_does_not_verify_is_refused(certs: DevCertPaths) -> None:
+    with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
+        key = client.get_public_key(COLLECTION, "timestamp")
+        assert key is not None
+        with pytest.raises(SignerRefusedError, match="does not verify") as caught:
+            client.sign(key, b"metadata")
+    assert caught.value.http_status == 502
+
+
+def test_signature_by_another_key_is_refused(certs: DevCertPaths) -> None:
+    with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
+        key = client.get_public_key(COLLECTION, "timestamp")
+        assert key is not None
+        with pytest.raises(SignerRefusedError, match="another key"):
+            client.sign(key, b"answer with another key id")
+
+
+def test_unimplemented_method_is_a_refusal(certs: DevCertPaths) -> None:
+    with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
+        with pytest.raises(SignerRefusedError) as caught:
+            client.list_keys(COLLECTION)
+    assert caught.value.detail["status"] == "UNIMPLEMENTED"

@@ -1,0 +1,117 @@
+"""The signer's gRPC service through a real in-process server with mutual TLS, with `RemoteSigner` as client."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.signer.harness import RunningSigner, inprocess_signer, remote_signer
+from tufnotary.proto import signer_pb2, signer_pb2_grpc
+from tufnotary.server.errors import SignerRefusedError
+from tufnotary.server.remote_signer import RemoteSigner
+from tufnotary.signer.certs import DevCertPaths
+from tufnotary.signer.service import SERVICE_NAME
+
+COLLECTION = "wabbit-networks/net-monitor"
+
+
+@pytest.fixture
+def running(dev_certs: DevCertPaths, tmp_path: Path) -> Iterator[RunningSigner]:
+    with inprocess_signer(dev_certs, tmp_path) as signer:
+        yield signer
+
+
+@pytest.fixture
+def client(running: RunningSigner) -> Iterator[RemoteSigner]:
+    with remote_signer(running.address, running.certs) as c:
+        yield c
+
+
+@pytest.fixture
+def channel(running: RunningSigner) -> Iterator[grpc.Channel]:
+    certs = running.certs
+    credentials = grpc.ssl_channel_credentials(
+        certs.ca_cert.read_bytes(), certs.client_key.read_bytes(), certs.client_cert.read_bytes()
+    )
+    with grpc.secure_channel(running.address, credentials) as ch:
+        yield ch
+
+
+def test_create_get_list_sign_delete(client: RemoteSigner) -> None:
+    assert client.get_public_key(COLLECTION, "timestamp") is None
+    timestamp = client.create_key(COLLECTION, "timestamp")
+    assert client.create_key(COLLECTION, "timestamp") == timestamp
+    snapshot = client.create_key(COLLECTION, "snapshot", "ecdsa-sha2-nistp256")
+    assert snapshot.scheme == "ecdsa-sha2-nistp256"
+    assert client.get_public_key(COLLECTION, "timestamp") == timestamp
+    assert client.list_keys(COLLECTION) == [timestamp, snapshot]
+
+    payload = b'{"_type":"timestamp","version":7}'
+    signature = client.sign(timestamp, payload)
+    assert signature.keyid == timestamp.keyid
+    timestamp.verify_signature(signature, payload)
+
+    assert client.delete_key(timestamp.keyid) is True
+    assert client.delete_key(timestamp.keyid) is False
+    assert client.get_public_key(COLLECTION, "timestamp") is None
+    assert client.list_keys(COLLECTION) == [snapshot]
+
+
+def test_unknown_keys_map_to_not_found(channel: grpc.Channel) -> None:
+    stub = signer_pb2_grpc.SignerStub(channel)
+    calls = [
+        (stub.GetPublicKey, signer_pb2.GetPublicKeyRequest(collection=COLLECTION, role="timestamp")),
+        (stub.Sign, signer_pb2.SignRequest(key_id="0" * 64, payload=b"x")),
+        (stub.DeleteKey, signer_pb2.DeleteKeyRequest(key_id="0" * 64)),
+    ]
+    for method, request in calls:
+        with pytest.raises(grpc.RpcError) as caught:
+            method(request, timeout=5)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "KEY_NOT_FOUND" in caught.value.details()
+
+
+def test_invalid_arguments_map_to_invalid_argument(channel: grpc.Channel, client: RemoteSigner) -> None:
+    stub = signer_pb2_grpc.SignerStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.CreateKey(signer_pb2.CreateKeyRequest(collection=COLLECTION, role="root"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "timestamp and snapshot" in caught.value.details()
+    with pytest.raises(SignerRefusedError, match="unsupported algorithm"):
+        client.create_key(COLLECTION, "timestamp", "dsa-sha1")
+    assert client.list_keys(COLLECTION) == []
+
+
+def test_sign_with_a_deleted_key_is_refused(client: RemoteSigner) -> None:
+    key = client.create_key(COLLECTION, "timestamp")
+    client.delete_key(key.keyid)
+    with pytest.raises(SignerRefusedError, match="no key"):
+        client.sign(key, b"payload")
+
+
+def test_health_answers_serving(channel: grpc.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", SERVICE_NAME):
+        response = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_sign_logs_the_payload_digest_never_the_payload(
+    client: RemoteSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = client.create_key(COLLECTION, "snapshot")
+    payload = b'{"_type":"snapshot","secret-looking-marker":"a1b2c3"}'
+    with caplog.at_level(logging.INFO, logger="tufnotary.signer"):
+        client.sign(key, payload)
+    signed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("signed ")]
+    assert signed == [
+        f"signed key_id={key.keyid} collection={COLLECTION} role=snapshot "
+        f"payload_sha256={hashlib.sha256(payload).hexdigest()}"
+    ]
+    assert not any("a1b2c3" in r.getMessage() for r in caplog.records)
