@@ -1,0 +1,175 @@
+"""`tufnotary-server`: serve (gunicorn), migrate, and dev (the whole embedded stack on loopback).
+
+The only module of the server that prints or exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tufnotary.server.config import config_from_env
+from tufnotary.server.errors import ServerError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from tufnotary.server.app import create_app
+
+    config = config_from_env()
+    if args.migrate:
+        _migrate_store(config.database_url)
+
+    class App(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", [args.bind])
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("accesslog", "-" if args.access_log else None)
+            self.cfg.set("proc_name", "tufnotary-server")
+
+        def load(self):  # runs in each worker after the fork
+            return create_app(config)
+
+    App().run()
+    return 0
+
+
+def _migrate_store(url: str) -> list[str]:
+    from tufnotary.server.storage import open_store
+
+    store = open_store(url)
+    try:
+        return store.migrate()
+    finally:
+        store.close()
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    applied = _migrate_store(config_from_env().database_url)
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+def _wait_for_port(host: str, port: int, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"tufnotary-server: error: {what} exited with status {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"tufnotary-server: error: {what} did not listen on {host}:{port} in {timeout:.0f}s")
+
+
+def _dev(args: argparse.Namespace) -> int:
+    """Start signer and server on loopback with SQLite, certificates and passphrase in a state dir."""
+    state = Path(args.state_dir).resolve()
+    certs = state / "certs"
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)
+    bindir = Path(sys.executable).parent
+    signer_exe = shutil.which("tufnotary-signer", path=str(bindir)) or "tufnotary-signer"
+    if not (certs / "ca.crt").exists():
+        subprocess.run([signer_exe, "gen-certs", "--out", str(certs)], check=True)
+    passphrase_file = state / "signer-passphrase"
+    if not passphrase_file.exists():
+        passphrase_file.touch(mode=0o600)
+        passphrase_file.write_text(secrets.token_urlsafe(32))
+
+    signer_env = {
+        **os.environ,
+        "TUFNOTARY_SIGNER_LISTEN": f"127.0.0.1:{args.signer_port}",
+        "TUFNOTARY_SIGNER_DATABASE_URL": f"sqlite:///{state / 'signer.db'}",
+        "TUFNOTARY_SIGNER_TLS_CERT": str(certs / "signer.crt"),
+        "TUFNOTARY_SIGNER_TLS_KEY": str(certs / "signer.key"),
+        "TUFNOTARY_SIGNER_TLS_CLIENT_CA": str(certs / "ca.crt"),
+        "TUFNOTARY_SIGNER_PASSPHRASE_FILE": str(passphrase_file),
+    }
+    server_env = {
+        **os.environ,
+        "TUFNOTARY_SERVER_DATABASE_URL": f"sqlite:///{state / 'server.db'}",
+        "TUFNOTARY_SERVER_SIGNER_ADDRESS": f"127.0.0.1:{args.signer_port}",
+        "TUFNOTARY_SERVER_SIGNER_CA": str(certs / "ca.crt"),
+        "TUFNOTARY_SERVER_SIGNER_CLIENT_CERT": str(certs / "server-client.crt"),
+        "TUFNOTARY_SERVER_SIGNER_CLIENT_KEY": str(certs / "server-client.key"),
+    }
+    server_exe = shutil.which("tufnotary-server", path=str(bindir)) or "tufnotary-server"
+    procs: list[subprocess.Popen] = []
+
+    def stop(*_: object) -> None:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        procs.append(subprocess.Popen([signer_exe, "serve"], env=signer_env))
+        _wait_for_port("127.0.0.1", args.signer_port, procs[0], "the signer")
+        server_cmd = [server_exe, "serve", "--migrate", "--bind", f"127.0.0.1:{args.port}",
+                      "--workers", str(args.workers)]
+        procs.append(subprocess.Popen(server_cmd, env=server_env))
+        _wait_for_port("127.0.0.1", args.port, procs[1], "the server")
+        print(f"tufnotary is running on http://127.0.0.1:{args.port} (state in {state}); Ctrl-C stops it",
+              flush=True)
+        while all(proc.poll() is None for proc in procs):
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tufnotary-server", description="tufnotary metadata server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API with gunicorn (configuration from the environment)")
+    serve.add_argument("--bind", default="127.0.0.1:4443", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default: %(default)s)")
+    serve.add_argument("--threads", type=int, default=4, help="threads per worker (default: %(default)s)")
+    serve.add_argument("--migrate", action="store_true", help="apply schema migrations before serving")
+    serve.add_argument("--access-log", action="store_true", help="log every request to stdout")
+    serve.set_defaults(func=_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending schema migrations to the configured database")
+    migrate.set_defaults(func=_migrate)
+
+    dev = sub.add_parser("dev", help="run signer and server on loopback with SQLite (the embedded default)")
+    dev.add_argument("--state-dir", default=".state", help="certificates, passphrase, databases (default: %(default)s)")
+    dev.add_argument("--port", type=int, default=4443)
+    dev.add_argument("--signer-port", type=int, default=7899)
+    dev.add_argument("--workers", type=int, default=2)
+    dev.set_defaults(func=_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, ServerError) as e:  # configuration, storage
+        print(f"tufnotary-server: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
