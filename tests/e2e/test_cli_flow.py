@@ -1,0 +1,61 @@
+"""The publisher and consumer CLI against the real stack: init, add, publish, list, lookup, verify."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def tufnotary(stack, trust_dir: Path, *args: str, passphrase: str = "publisher passphrase"):
+    env = {**os.environ, "TUFNOTARY_PASSPHRASE": passphrase}
+    env.pop("TUFNOTARY_TRUST_DIR", None)
+    return subprocess.run(
+        [str(BIN / "tufnotary"), "--server", stack.url, "--trust-dir", str(trust_dir), *args],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_publish_and_verify_flow(stack, collection, tmp_path):
+    publisher = tmp_path / "publisher"
+    artifact = tmp_path / "net-monitor.tar"
+    artifact.write_bytes(b"net-monitor build 1")
+    other = tmp_path / "other.tar"
+    other.write_bytes(b"net-monitor build 2")
+
+    ok(tufnotary(stack, publisher, "init", collection))
+    ok(tufnotary(stack, publisher, "add", collection, "net-monitor:1.0", str(artifact)))
+    ok(tufnotary(stack, publisher, "add", collection, "sbom:1.0", "--digest", "sha256:" + "ab" * 32, "--length", "42"))
+    ok(tufnotary(stack, publisher, "publish", collection))
+
+    listed = ok(tufnotary(stack, publisher, "list", collection))
+    assert "net-monitor:1.0" in listed and "sbom:1.0" in listed
+    assert "ab" * 32 in ok(tufnotary(stack, publisher, "lookup", collection, "sbom:1.0"))
+    ok(tufnotary(stack, publisher, "verify", collection, "net-monitor:1.0", str(artifact)))
+
+    refused = tufnotary(stack, publisher, "verify", collection, "net-monitor:1.0", str(other))
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr and refused.stderr.strip().count("\n") == 0
+    unsigned = tufnotary(stack, publisher, "verify", collection, "not-there", str(artifact))
+    assert unsigned.returncode != 0 and "not-there" in unsigned.stderr
+
+    # a consumer who never published pins the root by file and verifies
+    root_file = tmp_path / "root.json"
+    root_file.write_bytes((publisher / "collections" / collection / "metadata" / "root.json").read_bytes())
+    consumer = tmp_path / "consumer"
+    ok(tufnotary(stack, consumer, "verify", "--root", str(root_file), collection, "net-monitor:1.0", str(artifact)))
+    assert tufnotary(stack, consumer, "verify", collection, "net-monitor:1.0", str(other)).returncode != 0
+
+    # removal is published too
+    ok(tufnotary(stack, publisher, "remove", collection, "net-monitor:1.0"))
+    ok(tufnotary(stack, publisher, "publish", collection))
+    gone = tufnotary(stack, consumer, "verify", collection, "net-monitor:1.0", str(artifact))
+    assert gone.returncode != 0
