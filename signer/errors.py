@@ -40,6 +40,12 @@ class KeyUnwrapError(SignerError):
     code = "KEY_UNWRAP_FAILED"
 
 
+class RollbackRefusedError(SignerError):
+    """The key already signed a higher version of its role's metadata."""
+
+    code = "ROLLBACK_REFUSED"
+
+
 class KeyStoreUnavailableError(SignerError):
     """The key database could not be reached or failed."""
 

@@ -97,6 +97,14 @@ class KeyStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def claim_version(self, key_id: str, version: int) -> None:
+        """Record that the key is about to sign metadata `version`, atomically across replicas.
+
+        Raises `RollbackRefusedError` (recording nothing) if the key already claimed a higher version;
+        the same version may be claimed again. `KeyNotFoundError` for an unknown id.
+        """
+
+    @abc.abstractmethod
     def delete_key(self, key_id: str) -> bool:
         """Delete the key; True if it existed. A later `create_key` for its pair makes a new key."""
 

@@ -1,7 +1,7 @@
 """`SignerServicer`: the gRPC face of a `KeyStore` (tufnotary.signer.v1.Signer), and the health service.
 
 Each error class maps to one gRPC status in `_STATUS`; messages are meant for the operator of the
-metadata server. Signatures are logged with key id, collection, role and payload SHA-256 only.
+metadata server. A key signs only metadata of its own role, never a lower version than it already signed. Signatures are logged with key id, collection, role and payload SHA-256 only.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from tufnotary.signer.errors import (
     KeyNotFoundError,
     KeyStoreUnavailableError,
     KeyUnwrapError,
+    RollbackRefusedError,
     SignerError,
 )
 from tufnotary.signer.keystore import KeyRecord, KeyStore
+from tufnotary.signer.rollback import metadata_version
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ _STATUS: dict[type[SignerError], grpc.StatusCode] = {
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     KeyNotFoundError: grpc.StatusCode.NOT_FOUND,
     KeyUnwrapError: grpc.StatusCode.FAILED_PRECONDITION,
+    RollbackRefusedError: grpc.StatusCode.FAILED_PRECONDITION,
     ConfigError: grpc.StatusCode.FAILED_PRECONDITION,
     KeyStoreUnavailableError: grpc.StatusCode.UNAVAILABLE,
 }
@@ -108,10 +111,13 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
             record = self._keystore.get_key(request.key_id)
             if record is None:
                 raise KeyNotFoundError(f"the signer holds no key {request.key_id}")
-            signature = self._keystore.signer_for(request.key_id).sign(request.payload)
+            version = metadata_version(request.payload, record.role)
+            signer = self._keystore.signer_for(request.key_id)
+            self._keystore.claim_version(request.key_id, version)
+            signature = signer.sign(request.payload)
             log.info(
-                "signed key_id=%s collection=%s role=%s payload_sha256=%s",
-                record.key_id, record.collection, record.role, hashlib.sha256(request.payload).hexdigest(),
+                "signed key_id=%s collection=%s role=%s version=%d payload_sha256=%s",
+                record.key_id, record.collection, record.role, version, hashlib.sha256(request.payload).hexdigest(),
             )
             return signer_pb2.SignResponse(key_id=signature.keyid, signature=signature.signature)
 

@@ -19,7 +19,13 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, Signer
 
 from tufnotary.signer import keywrap
-from tufnotary.signer.errors import ConfigError, KeyNotFoundError, KeyStoreUnavailableError, KeyUnwrapError
+from tufnotary.signer.errors import (
+    ConfigError,
+    KeyNotFoundError,
+    KeyStoreUnavailableError,
+    KeyUnwrapError,
+    RollbackRefusedError,
+)
 from tufnotary.signer.keystore import (
     DEFAULT_ALGORITHM,
     KeyRecord,
@@ -51,6 +57,7 @@ MIGRATIONS: Sequence[tuple[int, Sequence[str]]] = (
             "CREATE INDEX signer_keys_collection ON signer_keys (collection, created_at)",
         ),
     ),
+    (2, ("ALTER TABLE signer_keys ADD COLUMN max_signed_version INTEGER NOT NULL DEFAULT 0",)),
 )
 
 _PUBLIC_COLUMNS = "key_id, collection, role, keytype, scheme, public_value"
@@ -262,6 +269,23 @@ class SqlKeyStore(KeyStore):
             raise KeyUnwrapError(
                 f"the private key of {key_id} does not match its stored public key: the row was altered"
             ) from None
+
+    def claim_version(self, key_id: str, version: int) -> None:
+        with self._transaction() as cur:
+            self._execute(
+                cur,
+                "UPDATE signer_keys SET max_signed_version = ? WHERE key_id = ? AND max_signed_version <= ?",
+                (version, key_id, version),
+            )
+            if cur.rowcount:
+                return
+            self._execute(cur, "SELECT max_signed_version FROM signer_keys WHERE key_id = ?", (key_id,))
+            row = cur.fetchone()
+        if row is None:
+            raise KeyNotFoundError(f"the signer holds no key {key_id}")
+        raise RollbackRefusedError(
+            f"key {key_id} already signed version {row[0]}; it will not sign the lower version {version}"
+        )
 
     def delete_key(self, key_id: str) -> bool:
         with self._transaction() as cur:

@@ -78,8 +78,9 @@ def test_round_trip_through_an_honest_signer(running: RunningSigner) -> None:
         key = client.create_key(COLLECTION, "timestamp")
         assert key.keyid == tuf_key_id(key.keytype, key.scheme, key.keyval["public"])
         assert client.get_public_key(COLLECTION, "timestamp") == key
-        signature = client.sign(key, b"signed bytes")
-        key.verify_signature(signature, b"signed bytes")
+        payload = b'{"_type":"timestamp","version":1}'
+        signature = client.sign(key, payload)
+        key.verify_signature(signature, payload)
 
 
 def test_channel_is_opened_lazily(certs: DevCertPaths, tmp_path: Path) -> None:

@@ -96,8 +96,9 @@ def test_serves_over_mtls_and_stops_cleanly_on_sigterm(signer_process: SignerPro
         key = client.create_key(COLLECTION, "timestamp")
         assert client.get_public_key(COLLECTION, "timestamp") == key
         assert client.list_keys(COLLECTION) == [key]
-        signature = client.sign(key, b"canonical signed bytes")
-        key.verify_signature(signature, b"canonical signed bytes")
+        payload = b'{"_type":"timestamp","version":1}'
+        signature = client.sign(key, payload)
+        key.verify_signature(signature, payload)
         assert client.delete_key(key.keyid) is True
 
     signer_process.proc.send_signal(signal.SIGTERM)

@@ -92,7 +92,7 @@ def test_sign_with_a_deleted_key_is_refused(client: RemoteSigner) -> None:
     key = client.create_key(COLLECTION, "timestamp")
     client.delete_key(key.keyid)
     with pytest.raises(SignerRefusedError, match="no key"):
-        client.sign(key, b"payload")
+        client.sign(key, b'{"_type":"timestamp","version":1}')
 
 
 def test_health_answers_serving(channel: grpc.Channel) -> None:
@@ -106,12 +106,37 @@ def test_sign_logs_the_payload_digest_never_the_payload(
     client: RemoteSigner, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = client.create_key(COLLECTION, "snapshot")
-    payload = b'{"_type":"snapshot","secret-looking-marker":"a1b2c3"}'
+    payload = b'{"_type":"snapshot","secret-looking-marker":"a1b2c3","version":3}'
     with caplog.at_level(logging.INFO, logger="tufnotary.signer"):
         client.sign(key, payload)
     signed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("signed ")]
     assert signed == [
-        f"signed key_id={key.keyid} collection={COLLECTION} role=snapshot "
+        f"signed key_id={key.keyid} collection={COLLECTION} role=snapshot version=3 "
         f"payload_sha256={hashlib.sha256(payload).hexdigest()}"
     ]
     assert not any("a1b2c3" in r.getMessage() for r in caplog.records)
+
+
+def test_a_key_never_signs_a_lower_version(channel: grpc.Channel, client: RemoteSigner) -> None:
+    key = client.create_key(COLLECTION, "timestamp")
+    client.sign(key, b'{"_type":"timestamp","version":5}')
+    client.sign(key, b'{"_type":"timestamp","expires":"later","version":5}')  # same version: a retry
+    stub = signer_pb2_grpc.SignerStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Sign(signer_pb2.SignRequest(key_id=key.keyid, payload=b'{"_type":"timestamp","version":4}'), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "ROLLBACK_REFUSED" in caught.value.details() and "version 5" in caught.value.details()
+    with pytest.raises(SignerRefusedError, match="lower version 1"):
+        client.sign(key, b'{"_type":"timestamp","version":1}')
+    client.sign(key, b'{"_type":"timestamp","version":6}')
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"[1]", b'{"_type":"root","version":9}', b'{"_type":"timestamp"}', b'{"_type":"timestamp","version":0}'],
+)
+def test_a_key_signs_only_metadata_of_its_role(client: RemoteSigner, payload: bytes) -> None:
+    key = client.create_key(COLLECTION, "timestamp")
+    with pytest.raises(SignerRefusedError) as caught:
+        client.sign(key, payload)
+    assert caught.value.detail["status"] == "INVALID_ARGUMENT"

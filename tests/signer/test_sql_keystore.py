@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from securesystemslib.signer import CryptoSigner
 
-from tufnotary.signer.errors import InvalidRequestError, KeyNotFoundError, KeyUnwrapError
+from tufnotary.signer.errors import InvalidRequestError, KeyNotFoundError, KeyUnwrapError, RollbackRefusedError
 from tufnotary.signer.keystore import ALGORITHMS
 from tufnotary.signer.sql_keystore import MIGRATIONS, SqlKeyStore
 
@@ -68,7 +68,7 @@ def test_migrate_is_idempotent(database_url: str) -> None:
     store = open_store(database_url)
     store.migrate()
     store.close()
-    versions = [row[0] for row in raw_query(database_url, "SELECT version FROM schema_migrations")]
+    versions = [row[0] for row in raw_query(database_url, "SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == [v for v, _ in MIGRATIONS]
 
 
@@ -230,3 +230,20 @@ def test_unknown_key(store: SqlKeyStore) -> None:
     assert store.delete_key("0" * 64) is False
     with pytest.raises(KeyNotFoundError):
         store.signer_for("0" * 64)
+
+
+def test_claim_version_refuses_rollback_across_store_instances(store: SqlKeyStore, database_url: str) -> None:
+    record = store.create_key(COLLECTION, "timestamp")
+    store.claim_version(record.key_id, 3)
+    store.claim_version(record.key_id, 3)
+    replica = open_store(database_url)
+    try:
+        with pytest.raises(RollbackRefusedError, match=f"{record.key_id}.*version 3.*lower version 2"):
+            replica.claim_version(record.key_id, 2)
+        replica.claim_version(record.key_id, 4)
+    finally:
+        replica.close()
+    with pytest.raises(RollbackRefusedError):
+        store.claim_version(record.key_id, 3)
+    with pytest.raises(KeyNotFoundError):
+        store.claim_version("0" * 64, 1)
