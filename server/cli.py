@@ -38,6 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("proc_name", "tufnotary-server")
+            if "control_socket_disable" in self.cfg.settings:  # one per host would collide
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):  # runs in each worker after the fork
             return create_app(config)
