@@ -112,6 +112,8 @@ class PostgresMetaStore(SqlMetaStore):
                         # Lock-then-read in commit() relies on each statement seeing the
                         # latest committed rows.
                         conn.set_session(isolation_level="READ COMMITTED")
+                    # A read is one SELECT: autocommit spares the BEGIN and COMMIT round trips.
+                    conn.autocommit = not write
                     with conn.cursor() as cur:
                         result = work(cur)
                     committing = True

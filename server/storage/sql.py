@@ -51,7 +51,8 @@ class SqlMetaStore(MetaStore):
         """Run `work` in one transaction and commit it; roll back if it raises.
 
         `write=True` transactions are serialised with each other for the whole database
-        (SQLite) or must take row locks themselves (`lock_clause`). Driver errors become
+        (SQLite) or must take row locks themselves (`lock_clause`). `write=False` work may run
+        without a transaction, so it must be a single SELECT. Driver errors become
         `StorageError`; other exceptions propagate unchanged after the rollback.
         """
 
@@ -197,16 +198,17 @@ class SqlMetaStore(MetaStore):
         return self._run(work, write=True)
 
     def _lock_collection(self, cur: Cursor, collection: str, now: datetime) -> int:
-        """Create the collection's row if needed, lock it until the transaction ends, return its id."""
+        """Lock the collection's row until the transaction ends (creating it first if needed)."""
         while True:
-            cur.execute(self._q("INSERT INTO collections (name, created_at) VALUES (?, ?)"
-                                " ON CONFLICT (name) DO NOTHING"), (collection, self._encode_time(now)))
             cur.execute(self._q("SELECT id FROM collections WHERE name = ?" + self.lock_clause),
                         (collection,))
             row = cur.fetchone()
-            # None: a concurrent delete_collection removed the row while we waited for its lock.
             if row is not None:
                 return int(row[0])
+            # Missing, or removed by a delete_collection we waited for: (re)create it, then lock
+            # whichever row won if another commit created it at the same moment.
+            cur.execute(self._q("INSERT INTO collections (name, created_at) VALUES (?, ?)"
+                                " ON CONFLICT (name) DO NOTHING"), (collection, self._encode_time(now)))
 
     def _stored_file(self, row: Sequence[Any]) -> StoredFile:
         role, version, data, digest, length, created_at = row
