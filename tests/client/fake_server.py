@@ -76,7 +76,8 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        if self._thread.is_alive():
+            self._httpd.shutdown()
         self._httpd.server_close()
 
     # --- knobs for tests -------------------------------------------------------------------
