@@ -61,6 +61,8 @@ class FakeServer:
         self.collections: dict[str, FakeCollection] = {}
         self.requests: list[tuple[str, str]] = []
         self.next_refusal: Refusal | None = None
+        # Serve online public keys under a key id that is not theirs.
+        self.lie_about_keyids = False
         self.lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.fake = self  # type: ignore[attr-defined]
@@ -237,7 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
                     coll = self.fake.collection(name)
                     signer = coll.timestamp_signer if filename == "timestamp.key" else coll.snapshot_signer
                     key = signer.public_key
-                    return self._send(200, json.dumps({"keyid": key.keyid, **key.to_dict()}).encode())
+                    keyid = "0" * 64 if self.fake.lie_about_keyids else key.keyid
+                    return self._send(200, json.dumps({"keyid": keyid, **key.to_dict()}).encode())
                 if method == "GET":
                     return self._send(200, self.fake.read(name, filename))
                 if method == "POST" and filename == "":

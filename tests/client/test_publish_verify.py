@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.metadata import Metadata, Root
 
 from tests.client.conftest import COLLECTION, Client, make_client
 from tests.client.fake_server import FakeServer
@@ -246,3 +246,13 @@ def test_delete_removes_the_collection_remotely_and_locally(
     assert COLLECTION not in fake_server.collections
     assert not client.trust.collection_dir(COLLECTION).exists()
     client.publisher.init(COLLECTION)
+
+
+def test_init_refuses_an_online_key_whose_id_is_not_its_tuf_key_id(
+    client: Client, fake_server: FakeServer
+) -> None:
+    fake_server.lie_about_keyids = True
+    with pytest.raises(ServerError, match="not the TUF key id"):
+        client.publisher.init(COLLECTION)
+    assert client.keys.list() == []
+    assert not client.trust.has_pinned_root(COLLECTION)
