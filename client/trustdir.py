@@ -118,7 +118,10 @@ class TrustDir:
                 f"run 'tufnotary init {collection}' first"
             )
         d = _read_json(path)
-        return CollectionKeys(root=list(d["root"]), targets=list(d["targets"]))
+        try:
+            return CollectionKeys(root=list(d["root"]), targets=list(d["targets"]))
+        except (KeyError, TypeError) as e:
+            raise ClientError(f"{path} is malformed: expected lists 'root' and 'targets'") from e
 
     def write_keys(self, collection: str, keys: CollectionKeys) -> None:
         data = json.dumps(keys.to_dict(), indent=2).encode() + b"\n"
@@ -128,7 +131,10 @@ class TrustDir:
         path = self.collection_dir(collection) / "staged.json"
         if not path.exists():
             return StagedChanges()
-        return StagedChanges.from_dict(_read_json(path))
+        try:
+            return StagedChanges.from_dict(_read_json(path))
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ClientError(f"{path} is malformed: {e}") from e
 
     def write_staged(self, collection: str, staged: StagedChanges) -> None:
         path = self.collection_dir(collection) / "staged.json"

@@ -158,3 +158,30 @@ def test_delete_needs_yes(cli_env: Path, fake_server: FakeServer, capsys: pytest
     assert COLLECTION in fake_server.collections
     assert main([*server, "delete", COLLECTION, "--yes"]) == 0
     assert COLLECTION not in fake_server.collections
+
+
+def test_interactive_passphrase_is_asked_twice_for_new_keys_and_must_match(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import getpass
+
+    from tufnotary.client.cli import TerminalPassphrases
+    from tufnotary.client.errors import PassphraseError
+
+    monkeypatch.delenv("TUFNOTARY_PASSPHRASE", raising=False)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    answers = iter(["one", "one", "two", "three"])
+    prompts: list[str] = []
+
+    def fake_getpass(prompt: str) -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr(getpass, "getpass", fake_getpass)
+    passphrases = TerminalPassphrases()
+    assert passphrases("a" * 64, True) == "one"
+    assert passphrases("b" * 64, True) == "one"  # one confirmed passphrase for all new keys
+    assert passphrases("a" * 64, False) == "one"  # already known in this command
+    assert len(prompts) == 2 and prompts[1] == "Repeat passphrase: "
+    with pytest.raises(PassphraseError, match="differ"):
+        TerminalPassphrases()("c" * 64, True)
