@@ -73,11 +73,12 @@ class _Sqlite:
         self.error: type[Exception] = sqlite3.Error
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, write: bool = True) -> Iterator[Any]:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("BEGIN IMMEDIATE")
+            # Writers take the lock up front so that read-then-write transactions cannot deadlock.
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn.cursor()
             except BaseException:
@@ -113,7 +114,7 @@ class _Postgres:
             return self._pool
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, write: bool = True) -> Iterator[Any]:
         pool = self._get_pool()
         conn = pool.getconn()
         broken = False
@@ -164,9 +165,9 @@ class SqlKeyStore(KeyStore):
         self._keks_lock = threading.Lock()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
+    def _transaction(self, write: bool = True) -> Iterator[Any]:
         try:
-            with self._db.transaction() as cur:
+            with self._db.transaction(write) as cur:
                 yield cur
         except self._db.integrity_error:
             raise
@@ -296,7 +297,7 @@ class SqlKeyStore(KeyStore):
         self._db.close()
 
     def _select(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._transaction() as cur:
+        with self._transaction(write=False) as cur:
             self._execute(cur, statement, params)
             return [tuple(row) for row in cur.fetchall()]
 
