@@ -24,6 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
     from tufnotary.server.app import create_app
+    from tufnotary.server.renewer import Renewer
 
     config = config_from_env()
     if args.migrate:
@@ -42,7 +43,11 @@ def _serve(args: argparse.Namespace) -> int:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self):  # runs in each worker after the fork
-            return create_app(config)
+            app = create_app(config)
+            if config.renew_interval > 0:
+                services = app.extensions["tufnotary"]
+                Renewer(services.store, services.signer, config).start()
+            return app
 
     App().run()
     return 0

@@ -21,6 +21,7 @@ class ServerConfig:
     timestamp_expiry: timedelta = timedelta(days=1)
     snapshot_expiry: timedelta = timedelta(days=7)
     max_upload_bytes: int = 16 * 1024 * 1024
+    renew_interval: float = 60.0  # seconds between checks for timestamps due for renewal; 0 disables
 
 
 def _days(value: str) -> timedelta:
@@ -37,6 +38,7 @@ _FIELDS = {
     "TIMESTAMP_EXPIRY_DAYS": ("timestamp_expiry", _days),
     "SNAPSHOT_EXPIRY_DAYS": ("snapshot_expiry", _days),
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
+    "RENEW_INTERVAL": ("renew_interval", float),
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from securesystemslib.signer import Key, Signature
@@ -37,24 +37,27 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
+def online_key(signer: OnlineSigner, collection: str, root: Root, role: str) -> Key | None:
+    """The signer's key for `role` if the root lets the server sign that role alone, else None."""
+    key = signer.get_public_key(collection, role)
+    listed = root.roles[role]
+    if key is None or key.keyid not in listed.keyids or listed.threshold != 1:
+        return None
+    return key
+
+
 def _sign_online(
     signer: OnlineSigner, collection: str, root: Root, md: Metadata, role: str
 ) -> bytes:
     """Sign `md` with the server-managed key of `role`, after checking the root trusts it."""
-    key = signer.get_public_key(collection, role)
+    key = online_key(signer, collection, root, role)
     listed = root.roles[role]
-    if key is None or key.keyid not in listed.keyids:
+    if key is None:
         raise OnlineKeyError(
-            f"the root does not list the server's {role} key, so the server cannot sign {role}: "
-            f"fetch it from {role}.key and put it in the root's {role} role"
+            f"the root does not let the server sign {role}: list the server's {role} key (from {role}.key) "
+            f"in the root's {role} role, with threshold 1"
             + ("" if role == "timestamp" else ", or upload a snapshot signed with your own key"),
-            {"role": role, "server_key": key.keyid if key else None, "root_keys": listed.keyids},
-        )
-    if listed.threshold != 1:
-        raise OnlineKeyError(
-            f"the root sets a threshold of {listed.threshold} for {role}, but the server signs it "
-            "with one key: set the threshold to 1",
-            {"role": role, "threshold": listed.threshold},
+            {"role": role, "root_keys": listed.keyids, "threshold": listed.threshold},
         )
     md.signatures.clear()
     signature = signer.sign(key, md.signed_bytes)
@@ -106,4 +109,40 @@ def publish(
     files.append(NewFile("timestamp", update.timestamp_version + 1, timestamp_bytes))
 
     store.commit(collection, files, expected={role: f.version for role, f in current.items()})
+    return {f.role: f.version for f in files}
+
+
+def _due(expires: datetime, lifetime: timedelta, now: datetime) -> bool:
+    """Renew once less than half of the configured lifetime is left."""
+    return expires - now < lifetime / 2
+
+
+def renew(
+    store: MetaStore, signer: OnlineSigner, config: ServerConfig, collection: str, now: datetime | None = None
+) -> dict[str, int]:
+    """Re-sign the timestamp (and a server-managed snapshot) of `collection` if they expire soon.
+
+    Returns the versions written ({} when nothing was due). Raises VersionConflictError when
+    a publish or another renewer changed the collection meanwhile: that one's result is as fresh.
+    """
+    now = now or utcnow()
+    current = store.current(collection)
+    if "timestamp" not in current:
+        return {}
+    root = Metadata.from_bytes(current["root"].data).signed
+    snapshot = Metadata.from_bytes(current["snapshot"].data).signed
+    timestamp = Metadata.from_bytes(current["timestamp"].data).signed
+    files: list[NewFile] = []
+    snapshot_version, snapshot_bytes = snapshot.version, current["snapshot"].data
+    if _due(snapshot.expires, config.snapshot_expiry, now) and online_key(signer, collection, root, "snapshot"):
+        snapshot_version += 1
+        versions = {name.removesuffix(".json"): meta.version for name, meta in snapshot.meta.items()}
+        new = build_snapshot(snapshot_version, now + config.snapshot_expiry, versions)
+        snapshot_bytes = _sign_online(signer, collection, root, new, "snapshot")
+        files.append(NewFile("snapshot", snapshot_version, snapshot_bytes))
+    if files or _due(timestamp.expires, config.timestamp_expiry, now):
+        new = build_timestamp(timestamp.version + 1, now + config.timestamp_expiry, snapshot_bytes, snapshot_version)
+        files.append(NewFile("timestamp", timestamp.version + 1, _sign_online(signer, collection, root, new, "timestamp")))
+    if files:
+        store.commit(collection, files, expected={role: f.version for role, f in current.items()})
     return {f.role: f.version for f in files}

@@ -1,0 +1,92 @@
+"""Timestamp (and server-managed snapshot) renewal ahead of expiry, over a real store and signer."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from tuf.api.metadata import Metadata
+
+from tests.server.test_api import COLLECTION, online_key, upload
+from tests.tuf_factory import CollectionFactory
+from tufnotary.server.config import ServerConfig
+from tufnotary.server.errors import VersionConflictError
+from tufnotary.server.publish import publish, renew, utcnow
+from tufnotary.server.renewer import renew_all
+
+CONFIG = ServerConfig()
+
+
+@pytest.fixture
+def published(http):
+    repo = CollectionFactory(online_keys={r: online_key(http, r) for r in ("timestamp", "snapshot")})
+    assert upload(http, {"root": repo.sign("root"), "targets": repo.sign("targets")}).status_code == 200
+    return repo
+
+
+def signer_of(app):
+    return app.extensions["tufnotary"].signer
+
+
+def verified(store, role):
+    root = Metadata.from_bytes(store.get(COLLECTION, "root").data)
+    md = Metadata.from_bytes(store.get(COLLECTION, role).data)
+    root.signed.verify_delegate(role, md.signed_bytes, md.signatures)
+    return md.signed
+
+
+def test_nothing_due_nothing_written(app, store, published):
+    assert renew(store, signer_of(app), CONFIG, COLLECTION) == {}
+    assert store.get(COLLECTION, "timestamp").version == 1
+
+
+def test_timestamp_renewed_past_half_its_lifetime(app, store, published):
+    later = utcnow() + timedelta(hours=13)
+    assert renew(store, signer_of(app), CONFIG, COLLECTION, now=later) == {"timestamp": 2}
+    timestamp = verified(store, "timestamp")
+    assert timestamp.expires == later + CONFIG.timestamp_expiry
+    assert timestamp.snapshot_meta.version == 1
+
+
+def test_snapshot_renewed_with_its_timestamp(app, store, published):
+    later = utcnow() + timedelta(days=4)
+    assert renew(store, signer_of(app), CONFIG, COLLECTION, now=later) == {"snapshot": 2, "timestamp": 2}
+    snapshot = verified(store, "snapshot")
+    assert snapshot.meta["targets.json"].version == 1
+    assert verified(store, "timestamp").snapshot_meta.version == 2
+
+
+def test_client_managed_snapshot_is_not_renewed_by_the_server(http, app, store):
+    repo = CollectionFactory(online_keys={"timestamp": online_key(http, "timestamp")})
+    repo.snapshot_for({"targets": 1})
+    response = upload(http, {"root": repo.sign("root"), "targets": repo.sign("targets"), "snapshot": repo.sign("snapshot")})
+    assert response.status_code == 200, response.json
+    later = utcnow() + timedelta(days=4)
+    assert renew(store, signer_of(app), CONFIG, COLLECTION, now=later) == {"timestamp": 2}
+    assert store.get(COLLECTION, "snapshot").version == 1
+
+
+def test_renewal_loses_to_a_concurrent_publish(app, store, published):
+    stale = store.current(COLLECTION)
+
+    class Racing:
+        """Store view that lets a publish land between renew's read and its commit."""
+
+        def current(self, collection):
+            return stale
+
+        def commit(self, *args, **kwargs):
+            return store.commit(*args, **kwargs)
+
+    published.bump("targets")
+    publish(store, signer_of(app), CONFIG, COLLECTION, {"targets": published.sign("targets")})
+    with pytest.raises(VersionConflictError):
+        renew(Racing(), signer_of(app), CONFIG, COLLECTION, now=utcnow() + timedelta(hours=13))
+    assert store.get(COLLECTION, "timestamp").version == 2  # the publish's, untouched
+
+
+def test_renew_all_skips_conflicts_and_counts(app, store, published):
+    assert renew_all(store, signer_of(app), ServerConfig(timestamp_expiry=timedelta(days=1))) == 0
+    short = ServerConfig(timestamp_expiry=timedelta(days=10))  # stored one expires in 1 day < 10/2
+    assert renew_all(store, signer_of(app), short) == 1
+    assert store.get(COLLECTION, "timestamp").version == 2
