@@ -97,12 +97,15 @@ def post_metadata(collection: str) -> Response:
 
 @bp.delete("/v2/<path:collection>/_trust/tuf/")
 def delete_collection(collection: str) -> Response:
+    """Delete the signer keys first: if the signer is down nothing is deleted and a retry works,
+    and a collection re-created under the same name never meets its predecessor's keys."""
     check_collection(collection)
     services = _services()
-    if not services.store.delete_collection(collection):
-        raise NotFoundError(f"collection {collection} does not exist")
-    for key in services.signer.list_keys(collection):
+    keys = services.signer.list_keys(collection)
+    for key in keys:
         services.signer.delete_key(key.keyid)
+    if not services.store.delete_collection(collection) and not keys:
+        raise NotFoundError(f"collection {collection} does not exist")
     log.info("deleted collection %s", collection)
     return jsonify({"collection": collection, "deleted": True})
 

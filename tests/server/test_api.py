@@ -184,6 +184,29 @@ def test_delete_collection(http, store, running_signer, published):
     assert http.delete(BASE).status_code == 404
 
 
+def test_recreated_collection_starts_fresh(http, published):
+    published.bump("targets")
+    for _ in range(3):
+        published.bump("targets")
+        assert upload(http, {"targets": published.sign("targets")}).status_code == 200
+    assert http.delete(BASE).status_code == 200
+    again = CollectionFactory(online_keys={r: online_key(http, r) for r in ("timestamp", "snapshot")})
+    response = upload(http, {"root": again.sign("root"), "targets": again.sign("targets")})
+    assert response.status_code == 200, response.json
+    assert response.json["versions"]["timestamp"] == 1
+
+
+def test_delete_with_signer_down_deletes_nothing(http, store, published, running_signer):
+    from tests.signer.harness import remote_signer
+
+    before = _state(store)
+    http.application.extensions["tufnotary"].signer = remote_signer("127.0.0.1:1", running_signer.certs, timeout=1.0)
+    response = http.delete(BASE)
+    assert (response.status_code, error_code(response)) == (503, "SIGNER_UNAVAILABLE")
+    assert _state(store) == before
+    assert running_signer.keystore.list_keys(COLLECTION) != []
+
+
 def test_signer_down_is_503_and_nothing_stored(http, store, published, running_signer):
     published.bump("targets")
     before = _state(store)
