@@ -12,6 +12,7 @@ import re
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from tufnotary.server.config import max_file_bytes
 from tufnotary.server.errors import (
     BadRoleError,
     MalformedMetadataError,
@@ -78,18 +79,26 @@ def ping() -> Response:
 @bp.post("/v2/<path:collection>/_trust/tuf/")
 def post_metadata(collection: str) -> Response:
     check_collection(collection)
+    services = _services()
     uploads: dict[str, bytes] = {}
     for field, storage in request.files.items(multi=True):
         role = check_role(field)
         if role in uploads:
             raise BadRoleError(f"{role} appears twice in the upload", {"role": role})
-        uploads[role] = storage.read()
+        limit = max_file_bytes(services.config, role)
+        data = storage.read(limit + 1)
+        if len(data) > limit:
+            raise UploadTooLargeError(
+                f"{role} is larger than {limit} bytes, the most this server (and a standard TUF client) "
+                "accepts for it: split targets into delegated roles or hash bins",
+                {"role": role, "limit": limit},
+            )
+        uploads[role] = data
     if request.form:
         raise MalformedMetadataError(
             "upload each role as a file part named after the role (multipart/form-data)",
             {"fields": sorted(request.form)},
         )
-    services = _services()
     versions = publish(services.store, services.signer, services.config, collection, uploads)
     log.info("published %s: %s", collection, versions)
     return jsonify({"collection": collection, "versions": versions})

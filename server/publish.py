@@ -90,7 +90,7 @@ def publish(
     """Validate and store `uploads` (role -> bytes); return the stored version of each role written."""
     now = now or utcnow()
     current = store.current(collection)
-    update = validate_update({role: f.data for role, f in current.items()}, uploads, now)
+    update = validate_update(current, uploads, now, config.validation)
     files = [NewFile(role, md.signed.version, uploads[role]) for role, md in update.uploaded.items()]
 
     if "snapshot" in update.uploaded:

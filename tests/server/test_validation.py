@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,20 @@ from tufnotary.server.errors import (
     MalformedMetadataError,
     MissingRoleError,
 )
-from tufnotary.server.validation import validate_update
+from tufnotary.server import validation
+from tufnotary.server.validation import ValidationPolicy
+
+
+@dataclass(frozen=True)
+class Stored:
+    version: int
+    data: bytes
+
+
+def validate_update(current: dict[str, bytes], uploads: dict[str, bytes], now, policy=ValidationPolicy()):
+    """The function under test, fed a stored state of raw bytes."""
+    stored = {role: Stored(json.loads(data)["signed"]["version"], data) for role, data in current.items()}
+    return validation.validate_update(stored, uploads, now, policy)
 
 
 def accept(current: dict[str, bytes], uploads: dict[str, bytes]) -> dict[str, bytes]:
@@ -137,7 +151,9 @@ def test_expired_refused(repo, published):
         (b'{"signed": {"_type": "targets", "version": 2.0}, "signatures": []}', "integer >= 1"),
         (b'{"signed": {"_type": "targets", "version": 0}, "signatures": []}', "integer >= 1"),
         (b'{"signed": {"_type": "targets", "version": 2, "version": 3}, "signatures": []}', "duplicate"),
-        (b'{"signed": {"_type": "targets", "version": 2}, "signatures": []}', "not valid TUF metadata"),
+        (b'{"signed": {"_type": "targets", "version": 2}, "signatures": []}', "exactly YYYY-MM-DDTHH:MM:SSZ"),
+        (b'{"signed": {"_type": "targets", "version": 2, "expires": "2030-01-01T00:00:00Z"}, "signatures": []}',
+         "not valid TUF metadata"),
     ],
 )
 def test_malformed_refused(published, data, match):
@@ -320,3 +336,158 @@ def test_client_snapshot_must_be_signed_by_snapshot_key(repo, published):
     repo.snapshot_for({"targets": 1})
     with pytest.raises(BadSignatureError):
         validate_update(published, {"snapshot": repo.sign("snapshot", signers=[new_signer()])}, NOW)
+
+
+# ---- issue 3: structure, canonical form, limits
+def _resign_raw(repo: CollectionFactory, role: str, mutate) -> bytes:
+    """Sign a raw JSON edit of `role` the way a non-python-tuf publisher would: over its canonical form."""
+    from securesystemslib.formats import encode_canonical
+
+    raw = json.loads(repo.sign(role))
+    mutate(raw["signed"])
+    payload = encode_canonical(raw["signed"]).encode()
+    raw["signatures"] = [
+        {"keyid": s.public_key.keyid, "sig": s.sign(payload).signature} for s in repo.signers[role]
+    ]
+    return json.dumps(raw).encode()
+
+
+def test_lax_expires_format_refused(repo, published):
+    repo.bump("targets")
+    data = _resign_raw(repo, "targets", lambda s: s.update(expires="2027-1-1T00:00:00Z"))
+    with pytest.raises(MalformedMetadataError, match="exactly YYYY-MM-DDTHH:MM:SSZ"):
+        validate_update(published, {"targets": data}, NOW)
+
+
+def test_non_canonical_round_trip_refused(repo, published):
+    """`path_hash_prefixes: null` is signed in the raw form but dropped by python-tuf's: clients would
+    disagree on what is signed."""
+    repo.delegate("releases", ["releases/*"])
+    repo.bump("targets")
+    data = _resign_raw(
+        repo, "targets", lambda s: s["delegations"]["roles"][0].update(path_hash_prefixes=None)
+    )
+    with pytest.raises(MalformedMetadataError, match="round-trip"):
+        validate_update(published, {"targets": data}, NOW)
+
+
+def test_unknown_fields_accepted_and_signed_over(repo, published):
+    repo.bump("targets")
+    repo.md("targets").signed.unrecognized_fields["x-vendor"] = {"build": 7}
+    data = repo.sign("targets")
+    update = validate_update(published, {"targets": data}, NOW)
+    assert update.uploaded["targets"].signed.unrecognized_fields == {"x-vendor": {"build": 7}}
+    tampered = data.replace(b'"build":7', b'"build":8')
+    assert tampered != data
+    with pytest.raises(BadSignatureError):
+        validate_update(published, {"targets": tampered}, NOW)
+
+
+def test_expiry_beyond_policy_refused(repo, published):
+    repo.bump("targets")
+    repo.md("targets").signed.expires = NOW + timedelta(days=800)
+    with pytest.raises(ExpiredMetadataError, match="more than the 732 days"):
+        validate_update(published, {"targets": repo.sign("targets")}, NOW)
+    short = ValidationPolicy(max_expiry={"root": timedelta(days=1000), "targets": timedelta(days=30)})
+    repo.md("targets").signed.expires = NOW + timedelta(days=31)
+    with pytest.raises(ExpiredMetadataError, match="30 days"):
+        validate_update(published, {"targets": repo.sign("targets")}, NOW, short)
+
+
+def test_signatures_by_unknown_keys_are_ignored(repo, published):
+    repo.bump("targets")
+    data = repo.sign("targets", signers=repo.signers["targets"] + [new_signer()])
+    assert len(json.loads(data)["signatures"]) == 2
+    assert validate_update(published, {"targets": data}, NOW).targets_versions == {"targets": 2}
+
+
+def test_one_key_under_two_keyids_counts_once(repo, published):
+    from securesystemslib.signer import SSlibKey
+
+    signer = repo.signers["targets"][0]
+    twin_dict = {**signer.public_key.to_dict(), "x-twin": True}  # same key material, another keyid
+    twin = SSlibKey.from_dict("", dict(twin_dict))
+    from securesystemslib.formats import encode_canonical
+    import hashlib
+
+    twin.keyid = hashlib.sha256(encode_canonical(twin.to_dict()).encode()).hexdigest()
+    repo.root.signed.add_key(twin, "targets")
+    repo.root.signed.roles["targets"].threshold = 2
+    repo.bump("root")
+    repo.bump("targets")
+    md = repo.md("targets")
+    md.signatures.clear()
+    sig = signer.sign(md.signed_bytes)
+    md.signatures[signer.public_key.keyid] = sig
+    md.signatures[twin.keyid] = type(sig)(twin.keyid, sig.signature)
+    targets = md.to_bytes()
+    with pytest.raises(BadSignatureError, match="signed by 1 of the 2"):
+        validate_update(published, {"root": repo.sign("root"), "targets": targets}, NOW)
+
+
+def test_expired_stored_root_blocks_publishes_until_renewed(repo):
+    repo.root.signed.expires = NOW + timedelta(days=1)
+    state = accept({}, {"root": repo.sign("root"), "targets": repo.sign("targets")})
+    later = NOW + timedelta(days=2)
+    repo.md("targets").signed.expires = later + timedelta(days=30)
+    repo.bump("targets")
+    with pytest.raises(MissingRoleError, match="root expired"):
+        validate_update(state, {"targets": repo.sign("targets")}, later)
+    repo.root.signed.expires = later + timedelta(days=365)
+    repo.bump("root")
+    update = validate_update(state, {"root": repo.sign("root"), "targets": repo.sign("targets")}, later)
+    assert update.root.signed.version == 2
+
+
+def _with_bins(repo: CollectionFactory, bits: int) -> CollectionFactory:
+    from tuf.api.metadata import Delegations, SuccinctRoles
+
+    signer = new_signer()
+    succinct = SuccinctRoles([], 1, bits, "bins")
+    repo.md("targets").signed.delegations = Delegations(keys={}, succinct_roles=succinct)
+    repo.md("targets").signed.add_key(signer.public_key)
+    for name in succinct.get_roles():
+        repo.signers[name] = [signer]
+    return repo
+
+
+def test_hash_bin_delegations(repo, published):
+    _with_bins(repo, 4)
+    repo.bump("targets")
+    state = accept(published, {"targets": repo.sign("targets")})
+    from tuf.api.metadata import Metadata, Targets
+
+    succinct = repo.md("targets").signed.delegations.succinct_roles
+    right = succinct.get_role_for_target("app-1.0.tar")
+    repo.roles[right] = Metadata(Targets(expires=NOW + timedelta(days=30)))
+    repo.add_target("app-1.0.tar", b"app", role=right)
+    update = validate_update(state, {right: repo.sign(right)}, NOW)
+    assert update.targets_versions[right] == 1
+
+    wrong = next(r for r in succinct.get_roles() if r != right)
+    repo.roles[wrong] = Metadata(Targets(expires=NOW + timedelta(days=30)))
+    repo.add_target("app-1.0.tar", b"app", role=wrong)
+    with pytest.raises(BadRoleError, match="outside the paths"):
+        validate_update(state, {wrong: repo.sign(wrong)}, NOW)
+    with pytest.raises(BadRoleError, match="not delegated"):
+        validate_update(state, {"bins-10": repo.sign(wrong)}, NOW)
+
+
+def test_unrelated_stored_roles_are_not_parsed(repo, published):
+    """A publish costs what it touches: other delegated roles are only counted, never parsed."""
+    state = {**published, "elsewhere": b"{this is never parsed"}
+    stored = {role: Stored(7 if role == "elsewhere" else json.loads(d)["signed"]["version"], d)
+              for role, d in state.items()}
+    repo.bump("targets")
+    update = validation.validate_update(stored, {"targets": repo.sign("targets")}, NOW)
+    assert update.targets_versions == {"targets": 2, "elsewhere": 7}
+
+
+def test_removed_delegation_stays_listed(repo, published):
+    repo.delegate("releases", ["releases/*"])
+    repo.bump("targets")
+    state = accept(published, {"targets": repo.sign("targets"), "releases": repo.sign("releases")})
+    repo.md("targets").signed.delegations = None
+    repo.bump("targets")
+    update = validate_update(state, {"targets": repo.sign("targets")}, NOW)
+    assert update.targets_versions == {"targets": 3, "releases": 1}
