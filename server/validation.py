@@ -27,6 +27,7 @@ from tufnotary.server.errors import (
     ExpiredMetadataError,
     MalformedMetadataError,
     MissingRoleError,
+    VersionConflictError,
 )
 from tufnotary.server.names import check_role
 
@@ -218,6 +219,8 @@ def _check_keyids(role: str, keys: Mapping[str, Key]) -> None:
 
 
 def _check_version(role: str, md: Metadata, stored: StoredRole | None) -> None:
+    """Versions only go up. Not being ahead of the stored version is a conflict (409): a
+    concurrent publisher that lost and a replayed old file look the same, and both must refresh."""
     version = md.signed.version
     if stored is None:
         if role == "root" and version != 1:
@@ -227,15 +230,17 @@ def _check_version(role: str, md: Metadata, stored: StoredRole | None) -> None:
             )
         return
     old = stored.version
+    if version <= old:
+        raise VersionConflictError(
+            f"{role} version {version} is not greater than the stored version {old}: another "
+            "publish may have landed first; refresh, re-apply your changes and publish again",
+            {"role": role, "version": version, "stored": old},
+        )
     if role == "root" and version != old + 1:
         raise BadVersionError(
-            f"root version must be exactly {old + 1} (the stored root is version {old}), got {version}",
+            f"root version must be exactly {old + 1} (the stored root is version {old}), got {version}: "
+            "publish every intermediate root",
             {"role": role, "version": version, "expected": old + 1},
-        )
-    if version <= old:
-        raise BadVersionError(
-            f"{role} version {version} is not greater than the stored version {old}",
-            {"role": role, "version": version, "stored": old},
         )
 
 

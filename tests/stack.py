@@ -52,6 +52,7 @@ class Stack:
     signer_db: str
     url: str = ""
     signer_address: str = ""
+    server_env: dict[str, str] = field(default_factory=dict)  # extra TUFNOTARY_SERVER_* settings
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def base(self, collection: str) -> str:
@@ -98,6 +99,7 @@ class Stack:
             "TUFNOTARY_SERVER_SIGNER_CLIENT_CERT": str(self.certs.client_cert),
             "TUFNOTARY_SERVER_SIGNER_CLIENT_KEY": str(self.certs.client_key),
             "TUFNOTARY_SERVER_SIGNER_TIMEOUT": "3",
+            **self.server_env,
         }
         log = self.workdir / "server.log"
         proc = subprocess.Popen(
@@ -122,9 +124,9 @@ class Stack:
                 stop_process(self.procs[name])
 
 
-def start_stack(workdir: Path, server_db: str, signer_db: str) -> Stack:
+def start_stack(workdir: Path, server_db: str, signer_db: str, server_env: dict[str, str] | None = None) -> Stack:
     workdir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(workdir, write_dev_certs(workdir / "certs"), server_db, signer_db)
+    stack = Stack(workdir, write_dev_certs(workdir / "certs"), server_db, signer_db, server_env=server_env or {})
     try:
         stack.start_signer()
         stack.start_server()

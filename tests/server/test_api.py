@@ -111,7 +111,7 @@ def _state(store) -> dict:
 
 REFUSALS = {
     "bad signature": (lambda r: r.sign("targets", signers=[new_signer()]), 400, "SIGNATURE_INVALID"),
-    "lower version": (lambda r: r.sign("targets"), 400, "VERSION_INVALID"),
+    "lower version": (lambda r: r.sign("targets"), 409, "VERSION_CONFLICT"),
     "malformed json": (lambda r: b'{"signed": ', 400, "METADATA_MALFORMED"),
 }
 

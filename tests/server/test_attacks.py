@@ -124,7 +124,7 @@ ATTACKS: dict[str, tuple[Callable, int, str]] = {
     "threshold met only by duplicate signatures": (_duplicate_signatures, 400, "METADATA_MALFORMED"),
     "root rotation not signed by the old root": (_rotation_without_old_root, 400, "SIGNATURE_INVALID"),
     "root version jump": (_root_jump, 400, "VERSION_INVALID"),
-    "rollback of targets": (_rollback, 400, "VERSION_INVALID"),
+    "rollback of targets": (_rollback, 409, "VERSION_CONFLICT"),
     "delegated role signing outside its paths": (_outside_paths, 400, "ROLE_INVALID"),
     "delegation to an undeclared role": (_undeclared, 400, "ROLE_INVALID"),
     "expired metadata": (_expired, 400, "METADATA_EXPIRED"),
@@ -155,7 +155,7 @@ def test_replay_of_an_old_validly_signed_file(http, store, repo):
     old_targets = http.get(BASE + "1.targets.json").data
     before = _stored(store)
     response = upload(http, {"targets": old_targets})
-    assert (response.status_code, error_code(response)) == (400, "VERSION_INVALID")
+    assert (response.status_code, error_code(response)) == (409, "VERSION_CONFLICT")
     assert _stored(store) == before
 
 

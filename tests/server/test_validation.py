@@ -15,6 +15,7 @@ from tufnotary.server.errors import (
     ExpiredMetadataError,
     MalformedMetadataError,
     MissingRoleError,
+    VersionConflictError,
 )
 from tufnotary.server import validation
 from tufnotary.server.validation import ValidationPolicy
@@ -93,7 +94,7 @@ def test_targets_version_must_increase(repo, published, version):
     repo.bump("targets")
     state = accept(published, {"targets": repo.sign("targets")})
     repo.md("targets").signed.version = version
-    with pytest.raises(BadVersionError, match="not greater than the stored version 2"):
+    with pytest.raises(VersionConflictError, match="not greater than the stored version 2"):
         validate_update(state, {"targets": repo.sign("targets")}, NOW)
 
 
@@ -101,7 +102,7 @@ def test_replay_of_old_validly_signed_file(repo, published):
     old_targets = published["targets"]
     repo.bump("targets")
     state = accept(published, {"targets": repo.sign("targets")})
-    with pytest.raises(BadVersionError):
+    with pytest.raises(VersionConflictError):
         validate_update(state, {"targets": old_targets}, NOW)
 
 
@@ -491,3 +492,8 @@ def test_removed_delegation_stays_listed(repo, published):
     repo.bump("targets")
     update = validate_update(state, {"targets": repo.sign("targets")}, NOW)
     assert update.targets_versions == {"targets": 3, "releases": 1}
+
+
+def test_root_not_ahead_is_a_conflict(repo, published):
+    with pytest.raises(VersionConflictError):
+        validate_update(published, {"root": repo.sign("root")}, NOW)
