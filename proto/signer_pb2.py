@@ -24,31 +24,43 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctufnotary/proto/signer.proto\x12\x13tufnotary.signer.v1\"n\n\tPublicKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0f\n\x07keytype\x18\x04 \x01(\t\x12\x0e\n\x06scheme\x18\x05 \x01(\t\x12\x0e\n\x06public\x18\x06 \x01(\t\"G\n\x10\x43reateKeyRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\"7\n\x13GetPublicKeyRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\"%\n\x0fListKeysRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"@\n\x10ListKeysResponse\x12,\n\x04keys\x18\x01 \x03(\x0b\x32\x1e.tufnotary.signer.v1.PublicKey\".\n\x0bSignRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"1\n\x0cSignResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\"\"\n\x10\x44\x65leteKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteKeyResponse2\xb8\x03\n\x06Signer\x12R\n\tCreateKey\x12%.tufnotary.signer.v1.CreateKeyRequest\x1a\x1e.tufnotary.signer.v1.PublicKey\x12X\n\x0cGetPublicKey\x12(.tufnotary.signer.v1.GetPublicKeyRequest\x1a\x1e.tufnotary.signer.v1.PublicKey\x12W\n\x08ListKeys\x12$.tufnotary.signer.v1.ListKeysRequest\x1a%.tufnotary.signer.v1.ListKeysResponse\x12K\n\x04Sign\x12 .tufnotary.signer.v1.SignRequest\x1a!.tufnotary.signer.v1.SignResponse\x12Z\n\tDeleteKey\x12%.tufnotary.signer.v1.DeleteKeyRequest\x1a&.tufnotary.signer.v1.DeleteKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctufnotary/proto/signer.proto\x12\x13tufnotary.signer.v1\"\x99\x01\n\tPublicKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0f\n\x07keytype\x18\x04 \x01(\t\x12\x0e\n\x06scheme\x18\x05 \x01(\t\x12\x0e\n\x06public\x18\x06 \x01(\t\x12\r\n\x05state\x18\x07 \x01(\t\x12\x1a\n\x12max_signed_version\x18\x08 \x01(\x04\"G\n\x10\x43reateKeyRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\"7\n\x13GetPublicKeyRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\"%\n\x0fListKeysRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"@\n\x10ListKeysResponse\x12,\n\x04keys\x18\x01 \x03(\x0b\x32\x1e.tufnotary.signer.v1.PublicKey\"P\n\x0bSignRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\"1\n\x0cSignResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\"\"\n\x10\x44\x65leteKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteKeyResponse\"G\n\x10RotateKeyRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\"\"\n\x10RetireKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x13\n\x11RetireKeyResponse\"F\n\x10SignBatchRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .tufnotary.signer.v1.SignRequest\"_\n\tSignError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0bgrpc_status\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x1e\n\x16highest_signed_version\x18\x04 \x01(\x04\"\x93\x01\n\x0fSignBatchResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x36\n\tsignature\x18\x02 \x01(\x0b\x32!.tufnotary.signer.v1.SignResponseH\x00\x12/\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1e.tufnotary.signer.v1.SignErrorH\x00\x42\x08\n\x06result2\xc4\x05\n\x06Signer\x12R\n\tCreateKey\x12%.tufnotary.signer.v1.CreateKeyRequest\x1a\x1e.tufnotary.signer.v1.PublicKey\x12X\n\x0cGetPublicKey\x12(.tufnotary.signer.v1.GetPublicKeyRequest\x1a\x1e.tufnotary.signer.v1.PublicKey\x12W\n\x08ListKeys\x12$.tufnotary.signer.v1.ListKeysRequest\x1a%.tufnotary.signer.v1.ListKeysResponse\x12K\n\x04Sign\x12 .tufnotary.signer.v1.SignRequest\x1a!.tufnotary.signer.v1.SignResponse\x12Z\n\tDeleteKey\x12%.tufnotary.signer.v1.DeleteKeyRequest\x1a&.tufnotary.signer.v1.DeleteKeyResponse\x12R\n\tRotateKey\x12%.tufnotary.signer.v1.RotateKeyRequest\x1a\x1e.tufnotary.signer.v1.PublicKey\x12Z\n\tRetireKey\x12%.tufnotary.signer.v1.RetireKeyRequest\x1a&.tufnotary.signer.v1.RetireKeyResponse\x12Z\n\tSignBatch\x12%.tufnotary.signer.v1.SignBatchRequest\x1a$.tufnotary.signer.v1.SignBatchResult0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tufnotary.proto.signer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PUBLICKEY']._serialized_start=53
-  _globals['_PUBLICKEY']._serialized_end=163
-  _globals['_CREATEKEYREQUEST']._serialized_start=165
-  _globals['_CREATEKEYREQUEST']._serialized_end=236
-  _globals['_GETPUBLICKEYREQUEST']._serialized_start=238
-  _globals['_GETPUBLICKEYREQUEST']._serialized_end=293
-  _globals['_LISTKEYSREQUEST']._serialized_start=295
-  _globals['_LISTKEYSREQUEST']._serialized_end=332
-  _globals['_LISTKEYSRESPONSE']._serialized_start=334
-  _globals['_LISTKEYSRESPONSE']._serialized_end=398
-  _globals['_SIGNREQUEST']._serialized_start=400
-  _globals['_SIGNREQUEST']._serialized_end=446
-  _globals['_SIGNRESPONSE']._serialized_start=448
-  _globals['_SIGNRESPONSE']._serialized_end=497
-  _globals['_DELETEKEYREQUEST']._serialized_start=499
-  _globals['_DELETEKEYREQUEST']._serialized_end=533
-  _globals['_DELETEKEYRESPONSE']._serialized_start=535
-  _globals['_DELETEKEYRESPONSE']._serialized_end=554
-  _globals['_SIGNER']._serialized_start=557
-  _globals['_SIGNER']._serialized_end=997
+  _globals['_PUBLICKEY']._serialized_start=54
+  _globals['_PUBLICKEY']._serialized_end=207
+  _globals['_CREATEKEYREQUEST']._serialized_start=209
+  _globals['_CREATEKEYREQUEST']._serialized_end=280
+  _globals['_GETPUBLICKEYREQUEST']._serialized_start=282
+  _globals['_GETPUBLICKEYREQUEST']._serialized_end=337
+  _globals['_LISTKEYSREQUEST']._serialized_start=339
+  _globals['_LISTKEYSREQUEST']._serialized_end=376
+  _globals['_LISTKEYSRESPONSE']._serialized_start=378
+  _globals['_LISTKEYSRESPONSE']._serialized_end=442
+  _globals['_SIGNREQUEST']._serialized_start=444
+  _globals['_SIGNREQUEST']._serialized_end=524
+  _globals['_SIGNRESPONSE']._serialized_start=526
+  _globals['_SIGNRESPONSE']._serialized_end=575
+  _globals['_DELETEKEYREQUEST']._serialized_start=577
+  _globals['_DELETEKEYREQUEST']._serialized_end=611
+  _globals['_DELETEKEYRESPONSE']._serialized_start=613
+  _globals['_DELETEKEYRESPONSE']._serialized_end=632
+  _globals['_ROTATEKEYREQUEST']._serialized_start=634
+  _globals['_ROTATEKEYREQUEST']._serialized_end=705
+  _globals['_RETIREKEYREQUEST']._serialized_start=707
+  _globals['_RETIREKEYREQUEST']._serialized_end=741
+  _globals['_RETIREKEYRESPONSE']._serialized_start=743
+  _globals['_RETIREKEYRESPONSE']._serialized_end=762
+  _globals['_SIGNBATCHREQUEST']._serialized_start=764
+  _globals['_SIGNBATCHREQUEST']._serialized_end=834
+  _globals['_SIGNERROR']._serialized_start=836
+  _globals['_SIGNERROR']._serialized_end=931
+  _globals['_SIGNBATCHRESULT']._serialized_start=934
+  _globals['_SIGNBATCHRESULT']._serialized_end=1081
+  _globals['_SIGNER']._serialized_start=1084
+  _globals['_SIGNER']._serialized_end=1792
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,21 @@ class SignerStub:
                 request_serializer=tufnotary_dot_proto_dot_signer__pb2.DeleteKeyRequest.SerializeToString,
                 response_deserializer=tufnotary_dot_proto_dot_signer__pb2.DeleteKeyResponse.FromString,
                 _registered_method=True)
+        self.RotateKey = channel.unary_unary(
+                '/tufnotary.signer.v1.Signer/RotateKey',
+                request_serializer=tufnotary_dot_proto_dot_signer__pb2.RotateKeyRequest.SerializeToString,
+                response_deserializer=tufnotary_dot_proto_dot_signer__pb2.PublicKey.FromString,
+                _registered_method=True)
+        self.RetireKey = channel.unary_unary(
+                '/tufnotary.signer.v1.Signer/RetireKey',
+                request_serializer=tufnotary_dot_proto_dot_signer__pb2.RetireKeyRequest.SerializeToString,
+                response_deserializer=tufnotary_dot_proto_dot_signer__pb2.RetireKeyResponse.FromString,
+                _registered_method=True)
+        self.SignBatch = channel.unary_stream(
+                '/tufnotary.signer.v1.Signer/SignBatch',
+                request_serializer=tufnotary_dot_proto_dot_signer__pb2.SignBatchRequest.SerializeToString,
+                response_deserializer=tufnotary_dot_proto_dot_signer__pb2.SignBatchResult.FromString,
+                _registered_method=True)
 
 
 class SignerServicer:
@@ -107,6 +122,31 @@ class SignerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateKey(self, request, context):
+        """Start a key rotation for (collection, role): a new PENDING key (returned; idempotent while one is
+        pending). GetPublicKey keeps returning the active key. The first signature the pending key makes
+        promotes it to ACTIVE and retires the previous active key, in one transaction. Without an active
+        key this is CreateKey.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireKey(self, request, context):
+        """Retire a key: it never signs again and its private half is destroyed; its public record stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignBatch(self, request, context):
+        """Sign many payloads in one call. Each request is checked and signed on its own; results stream
+        back as they are made (index = position in the request), so a refusal fails only its item.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SignerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +174,21 @@ def add_SignerServicer_to_server(servicer, server):
                     servicer.DeleteKey,
                     request_deserializer=tufnotary_dot_proto_dot_signer__pb2.DeleteKeyRequest.FromString,
                     response_serializer=tufnotary_dot_proto_dot_signer__pb2.DeleteKeyResponse.SerializeToString,
+            ),
+            'RotateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKey,
+                    request_deserializer=tufnotary_dot_proto_dot_signer__pb2.RotateKeyRequest.FromString,
+                    response_serializer=tufnotary_dot_proto_dot_signer__pb2.PublicKey.SerializeToString,
+            ),
+            'RetireKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireKey,
+                    request_deserializer=tufnotary_dot_proto_dot_signer__pb2.RetireKeyRequest.FromString,
+                    response_serializer=tufnotary_dot_proto_dot_signer__pb2.RetireKeyResponse.SerializeToString,
+            ),
+            'SignBatch': grpc.unary_stream_rpc_method_handler(
+                    servicer.SignBatch,
+                    request_deserializer=tufnotary_dot_proto_dot_signer__pb2.SignBatchRequest.FromString,
+                    response_serializer=tufnotary_dot_proto_dot_signer__pb2.SignBatchResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -274,6 +329,87 @@ class Signer:
             '/tufnotary.signer.v1.Signer/DeleteKey',
             tufnotary_dot_proto_dot_signer__pb2.DeleteKeyRequest.SerializeToString,
             tufnotary_dot_proto_dot_signer__pb2.DeleteKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tufnotary.signer.v1.Signer/RotateKey',
+            tufnotary_dot_proto_dot_signer__pb2.RotateKeyRequest.SerializeToString,
+            tufnotary_dot_proto_dot_signer__pb2.PublicKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tufnotary.signer.v1.Signer/RetireKey',
+            tufnotary_dot_proto_dot_signer__pb2.RetireKeyRequest.SerializeToString,
+            tufnotary_dot_proto_dot_signer__pb2.RetireKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tufnotary.signer.v1.Signer/SignBatch',
+            tufnotary_dot_proto_dot_signer__pb2.SignBatchRequest.SerializeToString,
+            tufnotary_dot_proto_dot_signer__pb2.SignBatchResult.FromString,
             options,
             channel_credentials,
             insecure,

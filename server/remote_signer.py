@@ -1,18 +1,27 @@
 """`RemoteSigner`: the metadata server's handle on the signer's online keys, over gRPC with mutual TLS.
 
 It holds no private bytes. Every call carries a deadline; failures map to `SignerUnavailableError`
-(unreachable, deadline, TLS) or `SignerRefusedError` (the signer answered with an error, or with
+(unreachable, deadline, TLS), `VersionConflictError` (the signer already signed this version or a
+higher one with the key: another publish or renewal won the race; `detail["highest_signed_version"]`
+says which version the key is at) or `SignerRefusedError` (the signer answered with another error, or with
 something that does not check out: a key whose id is not its TUF key id, a signature that does not verify).
 The channel is opened on first use and reopened after a fork, so it is safe to build before gunicorn forks.
+
+Every signature request names the collection and role it is for; the signer refuses it unless they
+are the key's. `sign` takes them from the key's record as last seen from the signer
+(`get_public_key`, `create_key`, `list_keys`, `rotate_key`), or from its arguments.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
@@ -20,9 +29,22 @@ from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key, Signature, SSlibKey
 
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
-from tufnotary.server.errors import SignerRefusedError, SignerUnavailableError
+from tufnotary.server.errors import ServerError, SignerRefusedError, SignerUnavailableError, VersionConflictError
 
 _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+_HIGHEST_SIGNED_METADATA = "tufnotary-highest-signed-version"
+BATCH_ITEMS_PER_TIMEOUT = 500  # a batch's deadline grows by one `timeout` per this many payloads
+
+
+@dataclass(frozen=True)
+class RemoteKeyInfo:
+    """A key as the signer lists it: the public key, what it is for, and where it is in its lifecycle."""
+
+    key: SSlibKey
+    collection: str
+    role: str
+    state: str  # "active", "pending" or "retired"
+    max_signed_version: int
 
 
 def tuf_key_id(keytype: str, scheme: str, public: str) -> str:
@@ -50,6 +72,7 @@ class RemoteSigner:
         self._channel: grpc.Channel | None = None
         self._stub: signer_pb2_grpc.SignerStub | None = None
         self._pid = 0
+        self._bindings: dict[str, tuple[str, str]] = {}  # key id -> (collection, role), as the signer said
 
     def create_key(self, collection: str, role: str, algorithm: str = "") -> SSlibKey:
         """The active key of (collection, role), created if there is none (empty algorithm: ed25519)."""
@@ -65,25 +88,72 @@ class RemoteSigner:
             return None
 
     def list_keys(self, collection: str) -> list[SSlibKey]:
-        response = self._call("ListKeys", signer_pb2.ListKeysRequest(collection=collection))
-        return [self._checked_key(k) for k in response.keys]
+        """Every key the signer holds for the collection (active, pending and retired), oldest first."""
+        return [info.key for info in self.list_key_info(collection)]
 
-    def sign(self, key: Key, payload: bytes) -> Signature:
-        """A signature over `payload` by `key`, verified here before it is returned."""
-        response = self._call("Sign", signer_pb2.SignRequest(key_id=key.keyid, payload=payload))
-        if response.key_id != key.keyid:
-            raise SignerRefusedError(
-                "the signer signed with another key than requested",
-                {"requested": key.keyid, "returned": response.key_id},
-            )
-        signature = Signature(key.keyid, response.signature)
+    def list_key_info(self, collection: str) -> list[RemoteKeyInfo]:
+        """Like `list_keys`, with each key's role and lifecycle state."""
+        response = self._call("ListKeys", signer_pb2.ListKeysRequest(collection=collection))
+        return [
+            RemoteKeyInfo(self._checked_key(k), k.collection, k.role, k.state or "active", k.max_signed_version)
+            for k in response.keys
+        ]
+
+    def rotate_key(self, collection: str, role: str, algorithm: str = "") -> SSlibKey:
+        """Start a rotation: the pending key of (collection, role) (see the signer's RotateKey), or the
+        new active key if the pair had none. Its first signature makes it the active key."""
+        request = signer_pb2.RotateKeyRequest(collection=collection, role=role, algorithm=algorithm)
+        return self._checked_key(self._call("RotateKey", request))
+
+    def retire_key(self, key_id: str) -> bool:
+        """Retire a key (it never signs again); False if the signer holds no such key."""
         try:
-            key.verify_signature(signature, payload)
-        except (UnverifiedSignatureError, VerificationError, ValueError):
-            raise SignerRefusedError(
-                "the signer returned a signature that does not verify", {"key_id": key.keyid}
-            ) from None
-        return signature
+            self._call("RetireKey", signer_pb2.RetireKeyRequest(key_id=key_id))
+        except _NotFound:
+            return False
+        return True
+
+    def sign(self, key: Key, payload: bytes, collection: str | None = None, role: str | None = None) -> Signature:
+        """A signature over `payload` by `key`, verified here before it is returned."""
+        request = self._sign_request(key, payload, collection, role)
+        response = self._call("Sign", request)
+        return self._checked_signature(key, payload, response)
+
+    def sign_batch(
+        self,
+        items: Sequence[tuple[Key, bytes]],
+        timeout: float | None = None,
+    ) -> list[Signature | ServerError]:
+        """Signatures for many (key, payload) pairs in one call, in order.
+
+        Each item is a verified `Signature` or the error that item got (`VersionConflictError`,
+        `SignerRefusedError`); a failure of the whole call (unreachable signer, deadline) raises. The
+        deadline is `timeout`, by default one `self.timeout` per started 500 payloads.
+        """
+        if not items:
+            return []
+        requests = [self._sign_request(key, payload, None, None) for key, payload in items]
+        deadline = timeout or self.timeout * math.ceil(len(items) / BATCH_ITEMS_PER_TIMEOUT)
+        results: list[Signature | ServerError | None] = [None] * len(items)
+        stub = self._get_stub()
+        try:
+            for result in stub.SignBatch(signer_pb2.SignBatchRequest(requests=requests), timeout=deadline):
+                if result.index >= len(items) or results[result.index] is not None:
+                    raise SignerRefusedError("the signer answered a batch with a wrong index", {"index": result.index})
+                key, payload = items[result.index]
+                if result.HasField("signature"):
+                    try:
+                        results[result.index] = self._checked_signature(key, payload, result.signature)
+                    except SignerRefusedError as e:
+                        results[result.index] = e
+                else:
+                    results[result.index] = self._batch_error(result.error)
+        except grpc.RpcError as e:
+            raise self._translate("SignBatch", e) from None
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            raise SignerRefusedError("the signer left batch items unanswered", {"missing": missing[:20]})
+        return results  # type: ignore[return-value]
 
     def delete_key(self, key_id: str) -> bool:
         """Delete a key on the signer; False if it held no such key."""
@@ -128,18 +198,59 @@ class RemoteSigner:
         try:
             return getattr(stub, method)(request, timeout=self.timeout)
         except grpc.RpcError as e:
-            code: grpc.StatusCode = e.code()  # type: ignore[attr-defined]
-            details: str = e.details() or ""  # type: ignore[attr-defined]
-            if code == grpc.StatusCode.NOT_FOUND:
-                raise _NotFound(method, details) from None
-            if code in _UNAVAILABLE:
-                raise SignerUnavailableError(
-                    f"the signer at {self.address} is unavailable",
-                    {"method": method, "status": code.name, "detail": details},
-                ) from None
+            raise self._translate(method, e) from None
+
+    def _translate(self, method: str, e: grpc.RpcError) -> ServerError:
+        code: grpc.StatusCode = e.code()  # type: ignore[attr-defined]
+        details: str = e.details() or ""  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.NOT_FOUND:
+            return _NotFound(method, details)
+        if code in _UNAVAILABLE:
+            return SignerUnavailableError(
+                f"the signer at {self.address} is unavailable",
+                {"method": method, "status": code.name, "detail": details},
+            )
+        if code == grpc.StatusCode.ABORTED:
+            trailers = dict(e.trailing_metadata() or ())  # type: ignore[attr-defined]
+            return _version_conflict(details, trailers.get(_HIGHEST_SIGNED_METADATA, ""))
+        return SignerRefusedError(f"the signer refused {method}: {details}", {"method": method, "status": code.name})
+
+    def _batch_error(self, error: signer_pb2.SignError) -> ServerError:
+        message = f"{error.code}: {error.message}"
+        if error.grpc_status == grpc.StatusCode.ABORTED.value[0]:
+            return _version_conflict(message, str(error.highest_signed_version))
+        if error.grpc_status == grpc.StatusCode.UNAVAILABLE.value[0]:
+            return SignerUnavailableError(f"the signer at {self.address} is unavailable", {"detail": message})
+        return SignerRefusedError(f"the signer refused SignBatch: {message}", {"method": "SignBatch", "code": error.code})
+
+    def _sign_request(
+        self, key: Key, payload: bytes, collection: str | None, role: str | None
+    ) -> signer_pb2.SignRequest:
+        if collection is None or role is None:
+            with self._lock:
+                bound = self._bindings.get(key.keyid)
+            if bound is None:
+                raise SignerRefusedError(
+                    "sign() needs the key's collection and role: pass them, or get the key from the signer first",
+                    {"key_id": key.keyid},
+                )
+            collection, role = collection or bound[0], role or bound[1]
+        return signer_pb2.SignRequest(key_id=key.keyid, payload=payload, collection=collection, role=role)
+
+    def _checked_signature(self, key: Key, payload: bytes, response: signer_pb2.SignResponse) -> Signature:
+        if response.key_id != key.keyid:
             raise SignerRefusedError(
-                f"the signer refused {method}: {details}", {"method": method, "status": code.name}
+                "the signer signed with another key than requested",
+                {"requested": key.keyid, "returned": response.key_id},
+            )
+        signature = Signature(key.keyid, response.signature)
+        try:
+            key.verify_signature(signature, payload)
+        except (UnverifiedSignatureError, VerificationError, ValueError):
+            raise SignerRefusedError(
+                "the signer returned a signature that does not verify", {"key_id": key.keyid}
             ) from None
+        return signature
 
     def _checked_key(self, message: signer_pb2.PublicKey) -> SSlibKey:
         expected = tuf_key_id(message.keytype, message.scheme, message.public)
@@ -149,9 +260,22 @@ class RemoteSigner:
                 {"returned": message.key_id, "computed": expected},
             )
         try:
-            return SSlibKey(message.key_id, message.keytype, message.scheme, {"public": message.public})
+            key = SSlibKey(message.key_id, message.keytype, message.scheme, {"public": message.public})
         except ValueError:
             raise SignerRefusedError("the signer returned a malformed key", {"key_id": message.key_id}) from None
+        if message.collection and message.role:
+            with self._lock:
+                self._bindings[message.key_id] = (message.collection, message.role)
+        return key
+
+
+def _version_conflict(details: str, highest: str) -> VersionConflictError:
+    detail: dict[str, Any] = {"signer": details}
+    if highest.isdigit():
+        detail["highest_signed_version"] = int(highest)
+    return VersionConflictError(
+        "the signer already signed this version (another publish or renewal won the race): retry", detail
+    )
 
 
 class _NotFound(SignerRefusedError):

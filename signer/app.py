@@ -1,20 +1,54 @@
-"""Building the signer's gRPC server: mutual TLS, the Signer service and the health service.
+"""Building the signer: its key store from the configuration, and its gRPC server (mutual TLS, the
+Signer service, readiness).
 
 `create_server` only builds and binds; the caller starts and stops it (see `cli.serve`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import grpc
 
-from tufnotary.proto import signer_pb2_grpc
 from tufnotary.signer.config import SignerConfig
 from tufnotary.signer.errors import ConfigError
+from tufnotary.signer.health import Readiness
 from tufnotary.signer.keystore import KeyStore
-from tufnotary.signer.service import SignerServicer, add_health
+from tufnotary.signer.service import SERVICE_NAME, SignerServicer, add_signer
+
+
+@dataclass
+class SignerServer:
+    """A bound, not yet started signer: the gRPC server, its port and its readiness reporter."""
+
+    server: grpc.Server
+    port: int
+    readiness: Readiness
+
+    def start(self) -> None:
+        self.server.start()
+        self.readiness.start()
+
+    def stop(self, grace: float | None) -> None:
+        """NOT_SERVING at once, then stop accepting calls; in-flight calls get `grace` seconds."""
+        self.readiness.shutdown()
+        self.server.stop(grace).wait()
+
+
+def open_keystore(config: SignerConfig) -> KeyStore:
+    """The key store the configuration names (not yet migrated)."""
+    if config.keystore == "pkcs11":
+        from tufnotary.signer.pkcs11_keystore import Pkcs11KeyStore  # needs the PKCS#11 library
+
+        assert config.pkcs11 is not None
+        return Pkcs11KeyStore(config.database_url, config.pkcs11)
+    from tufnotary.signer.sql_keystore import SqlKeyStore
+
+    return SqlKeyStore(config.database_url, config.passphrases, config.default_alias)
 
 
 def server_credentials(config: SignerConfig) -> grpc.ServerCredentials:
@@ -27,19 +61,25 @@ def server_credentials(config: SignerConfig) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca, require_client_auth=True)
 
 
-def create_server(config: SignerConfig, keystore: KeyStore) -> tuple[grpc.Server, int]:
-    """A bound, not yet started gRPC server for `keystore`, and the port it bound (listen port 0 picks one)."""
+def create_server(
+    config: SignerConfig, keystore: KeyStore, *, clock: Callable[[], datetime] | None = None
+) -> SignerServer:
+    """A bound, not yet started signer for `keystore` (listen port 0 picks a free port)."""
     credentials = server_credentials(config)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers))
-    signer_pb2_grpc.add_SignerServicer_to_server(SignerServicer(keystore), server)
-    add_health(server)
+    readiness = Readiness(keystore, (SERVICE_NAME,), interval=config.health_interval)
+    servicer = SignerServicer(
+        keystore, config.policy, config.allowed_client_subjects, readiness, **({"clock": clock} if clock else {})
+    )
+    add_signer(server, servicer)
+    readiness.add_to_server(server)
     try:
         port = server.add_secure_port(config.listen, credentials)
     except RuntimeError:
         port = 0
     if port == 0:
         raise ConfigError(f"cannot listen on {config.listen}: the address is invalid or in use")
-    return server, port
+    return SignerServer(server, port, readiness)
 
 
 def _read(path: str, what: str) -> bytes:

@@ -2,6 +2,7 @@
 
     tufnotary-signer serve              # config from TUFNOTARY_SIGNER_* variables; migrate, then serve
     tufnotary-signer migrate            # apply pending key database migrations
+    tufnotary-signer rewrap --to ALIAS  # re-encrypt every SQL-stored key under ALIAS's passphrase
     tufnotary-signer gen-certs --out D  # development CA, signer and server-client certificates
 """
 
@@ -17,27 +18,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from tufnotary.signer.app import create_server
+from tufnotary.signer.app import create_server, open_keystore
 from tufnotary.signer.certs import write_dev_certs
 from tufnotary.signer.config import SignerConfig, config_from_env
-from tufnotary.signer.errors import SignerError
+from tufnotary.signer.errors import ConfigError, SignerError
 from tufnotary.signer.sql_keystore import SqlKeyStore
 
 log = logging.getLogger("tufnotary.signer")
 
-STOP_GRACE_SECONDS = 5.0
-
-
-def _keystore(config: SignerConfig) -> SqlKeyStore:
-    return SqlKeyStore(config.database_url, config.passphrases, config.default_alias)
-
 
 def serve(config: SignerConfig) -> None:
-    """Migrate, then serve until SIGTERM or SIGINT; in-flight calls get a short grace period."""
-    keystore = _keystore(config)
+    """Migrate, then serve until SIGTERM or SIGINT. On a signal: NOT_SERVING at once, no new calls,
+    and in-flight calls (signatures, batches) get `config.stop_grace` seconds to finish."""
+    keystore = open_keystore(config)
     try:
         keystore.migrate()
-        server, port = create_server(config, keystore)
+        signer = create_server(config, keystore)
         stop = threading.Event()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -45,21 +41,34 @@ def serve(config: SignerConfig) -> None:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        server.start()
+        signer.start()
         host = config.listen.rsplit(":", 1)[0]
-        log.info("signer listening on %s:%d (mutual TLS)", host, port)
+        allowed = f"{len(config.allowed_client_subjects)} allowed client subject(s)" if config.allowed_client_subjects \
+            else "any client certificate from the client CA"
+        log.info("signer listening on %s:%d (mutual TLS, %s, %s key store)", host, signer.port, allowed, config.keystore)
         stop.wait()
-        log.info("signer stopping")
-        server.stop(STOP_GRACE_SECONDS).wait()
+        log.info("signer stopping: finishing in-flight calls (up to %.0f s)", config.stop_grace)
+        signer.stop(config.stop_grace)
         log.info("signer stopped")
     finally:
         keystore.close()
 
 
 def migrate(config: SignerConfig) -> None:
-    keystore = _keystore(config)
+    keystore = open_keystore(config)
     try:
         keystore.migrate()
+    finally:
+        keystore.close()
+
+
+def rewrap(config: SignerConfig, to_alias: str) -> int:
+    if config.keystore != "sql":
+        raise ConfigError("rewrap applies to the SQL key store only: PKCS#11 keys never leave their token")
+    keystore = SqlKeyStore(config.database_url, config.passphrases, config.default_alias)
+    try:
+        keystore.migrate()
+        return keystore.rewrap(to_alias)
     finally:
         keystore.close()
 
@@ -73,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate the key database, then serve until SIGTERM/SIGINT")
     sub.add_parser("migrate", help="apply pending key database migrations")
+    rw = sub.add_parser(
+        "rewrap", help="re-encrypt every SQL-stored key under the passphrase of ALIAS, in one transaction"
+    )
+    rw.add_argument("--to", required=True, metavar="ALIAS", help="a passphrase alias configured for this signer")
     gen = sub.add_parser("gen-certs", help="write development certificates (CA, signer, server client)")
     gen.add_argument("--out", required=True, type=Path, help="directory to write the files into")
     return parser
@@ -88,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "migrate":
             migrate(config_from_env(os.environ))
             print("signer key database is up to date")
+        elif args.command == "rewrap":
+            count = rewrap(config_from_env(os.environ), args.to)
+            print(f"rewrapped {count} key(s) under passphrase alias {args.to!r}")
         else:
             serve(config_from_env(os.environ))
     except SignerError as e:

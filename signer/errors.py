@@ -40,10 +40,50 @@ class KeyUnwrapError(SignerError):
     code = "KEY_UNWRAP_FAILED"
 
 
-class RollbackRefusedError(SignerError):
+class PolicyRefusedError(SignerError):
+    """The payload is well-formed TUF metadata, but the signing policy forbids signing it."""
+
+    code = "POLICY_REFUSED"
+
+
+class ExpiryTooLongError(PolicyRefusedError):
+    """The payload expires later than the configured maximum window for its role allows."""
+
+    code = "EXPIRY_TOO_LONG"
+
+
+class KeyRetiredError(PolicyRefusedError):
+    """The key was retired (or destroyed): it never signs again."""
+
+    code = "KEY_RETIRED"
+
+
+class VersionRefusedError(SignerError):
+    """The key already signed this version or a higher one; `highest` is its high-water mark."""
+
+    code = "VERSION_REFUSED"
+
+    def __init__(self, message: str, highest: int) -> None:
+        super().__init__(message)
+        self.highest = highest
+
+
+class RollbackRefusedError(VersionRefusedError):
     """The key already signed a higher version of its role's metadata."""
 
     code = "ROLLBACK_REFUSED"
+
+
+class VersionAlreadySignedError(VersionRefusedError):
+    """The key already signed exactly this version (usually: another publish won the race for it)."""
+
+    code = "VERSION_ALREADY_SIGNED"
+
+
+class ClientNotAllowedError(SignerError):
+    """The client certificate is from the trusted CA, but its subject is not on the allow-list."""
+
+    code = "CLIENT_NOT_ALLOWED"
 
 
 class KeyStoreUnavailableError(SignerError):

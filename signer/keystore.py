@@ -1,20 +1,23 @@
 """The key store contract: where the signer keeps the online keys of every collection.
 
-Implementations (`SqlKeyStore`, later `Pkcs11KeyStore`) generate keys inside the signer and never
-return private bytes; callers get public key records and `Signer` objects.
+Implementations (`SqlKeyStore`: keys wrapped in a SQL database; `Pkcs11KeyStore`: keys inside a PKCS#11
+token) generate keys inside the signer and never return private bytes; callers get public key records and
+`Signer` objects. Both keep the key catalog, the version high-water marks and the audit in SQL
+(`catalog.CatalogKeyStore`), so that replicas share them.
 """
 
 from __future__ import annotations
 
 import abc
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from securesystemslib.signer import Signer, SSlibKey
 
 from tufnotary.signer.errors import InvalidRequestError
 
 ROLES = ("timestamp", "snapshot")
+STATES = ("active", "pending", "retired")
 DEFAULT_ALGORITHM = "ed25519"
 ALGORITHMS = ("ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "rsassa-pss-sha256")
 
@@ -31,9 +34,24 @@ class KeyRecord:
     keytype: str
     scheme: str
     public: str
+    state: str = field(default="active", compare=False)
+    max_signed_version: int = field(default=0, compare=False)
 
     def to_sslib_key(self) -> SSlibKey:
         return SSlibKey(self.key_id, self.keytype, self.scheme, {"public": self.public})
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the append-only signature audit: who had which key sign which version of what."""
+
+    signed_at: str
+    key_id: str
+    collection: str
+    role: str
+    version: int
+    payload_sha256: str
+    client_subject: str
 
 
 def check_collection(collection: str) -> str:
@@ -97,12 +115,36 @@ class KeyStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def claim_version(self, key_id: str, version: int) -> None:
-        """Record that the key is about to sign metadata `version`, atomically across replicas.
+    def rotate_key(self, collection: str, role: str, algorithm: str = DEFAULT_ALGORITHM) -> KeyRecord:
+        """Start a rotation: a new *pending* key for (collection, role), or the pending one if there is one.
 
-        Raises `RollbackRefusedError` (recording nothing) if the key already claimed a higher version;
-        the same version may be claimed again. `KeyNotFoundError` for an unknown id.
+        The pending key's high-water mark starts at the active key's. Its first accepted signature
+        (`record_signature`) promotes it to active and retires the previous active key, atomically.
+        With no active key this is `create_key`.
         """
+
+    @abc.abstractmethod
+    def retire_key(self, key_id: str) -> bool:
+        """Retire an active or pending key: it never signs again and its private half is destroyed;
+        the public record stays listed. True if the key existed and was not already retired."""
+
+    @abc.abstractmethod
+    def record_signature(self, key_id: str, version: int, payload_sha256: str, client_subject: str) -> None:
+        """Claim `version` for the key and append the audit row, atomically across replicas; call it
+        before signing, so that every signature handed out has its audit row.
+
+        Raises `VersionAlreadySignedError` / `RollbackRefusedError` (recording nothing) unless `version`
+        is above every version the key signed (for a pending key: also above the active key's), `KeyRetiredError`
+        for a retired key and `KeyNotFoundError` for an unknown one. Promotes a pending key (see `rotate_key`).
+        """
+
+    @abc.abstractmethod
+    def audit_entries(self, key_id: str | None = None, collection: str | None = None) -> list[AuditEntry]:
+        """Audit rows, oldest first, optionally only for one key or one collection."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise `KeyStoreUnavailableError` unless the store (database, token) answers now."""
 
     @abc.abstractmethod
     def delete_key(self, key_id: str) -> bool:

@@ -1,53 +1,74 @@
-"""`SignerServicer`: the gRPC face of a `KeyStore` (tufnotary.signer.v1.Signer), and the health service.
+"""`SignerServicer`: the gRPC face of a `KeyStore` (tufnotary.signer.v1.Signer).
 
-Each error class maps to one gRPC status in `_STATUS`; messages are meant for the operator of the
-metadata server. A key signs only metadata of its own role, never a lower version than it already signed. Signatures are logged with key id, collection, role and payload SHA-256 only.
+Every call first checks the client certificate's subject against the allow-list. A signature is
+made only after the signing policy (`policy.check_payload`) accepted the payload and the key store
+recorded the version and the audit row (`KeyStore.record_signature`). Each error class maps to one
+gRPC status in `_STATUS`. Logs carry key ids, versions and payload digests, never payloads or secrets.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.signer.errors import (
+    ClientNotAllowedError,
     ConfigError,
     InvalidRequestError,
     KeyNotFoundError,
     KeyStoreUnavailableError,
     KeyUnwrapError,
-    RollbackRefusedError,
+    PolicyRefusedError,
     SignerError,
+    VersionRefusedError,
 )
+from tufnotary.signer.health import Readiness
 from tufnotary.signer.keystore import KeyRecord, KeyStore
-from tufnotary.signer.rollback import metadata_version
+from tufnotary.signer.policy import SigningPolicy, check_payload
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = signer_pb2.DESCRIPTOR.services_by_name["Signer"].full_name
+HIGHEST_SIGNED_METADATA = "tufnotary-highest-signed-version"
+MAX_BATCH = 10_000
 
 _STATUS: dict[type[SignerError], grpc.StatusCode] = {
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     KeyNotFoundError: grpc.StatusCode.NOT_FOUND,
     KeyUnwrapError: grpc.StatusCode.FAILED_PRECONDITION,
-    RollbackRefusedError: grpc.StatusCode.FAILED_PRECONDITION,
+    PolicyRefusedError: grpc.StatusCode.FAILED_PRECONDITION,
+    VersionRefusedError: grpc.StatusCode.ABORTED,
     ConfigError: grpc.StatusCode.FAILED_PRECONDITION,
+    ClientNotAllowedError: grpc.StatusCode.PERMISSION_DENIED,
     KeyStoreUnavailableError: grpc.StatusCode.UNAVAILABLE,
 }
 
 T = TypeVar("T")
 
 
-def _status_for(error: SignerError) -> grpc.StatusCode:
+def status_for(error: SignerError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in _STATUS:
             return _STATUS[cls]
     return grpc.StatusCode.INTERNAL
+
+
+def client_subject(context: grpc.ServicerContext) -> str:
+    """The subject of the client certificate (RFC 2253, as gRPC reports it), or '' if there is none."""
+    auth = context.auth_context()
+    for name in ("x509_subject", "x509_common_name"):
+        values = auth.get(name)
+        if values:
+            value = values[0]
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            return text if name == "x509_subject" else f"CN={text}"
+    return ""
 
 
 def _public_key(record: KeyRecord) -> signer_pb2.PublicKey:
@@ -58,38 +79,83 @@ def _public_key(record: KeyRecord) -> signer_pb2.PublicKey:
         keytype=record.keytype,
         scheme=record.scheme,
         public=record.public,
+        state=record.state,
+        max_signed_version=record.max_signed_version,
     )
 
 
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 class SignerServicer(signer_pb2_grpc.SignerServicer):
-    """Serves one `KeyStore`."""
+    """Serves one `KeyStore` under one `SigningPolicy`."""
 
-    def __init__(self, keystore: KeyStore) -> None:
+    def __init__(
+        self,
+        keystore: KeyStore,
+        policy: SigningPolicy | None = None,
+        allowed_subjects: tuple[str, ...] = (),
+        readiness: Readiness | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
         self._keystore = keystore
+        self._policy = policy or SigningPolicy()
+        self._allowed = frozenset(allowed_subjects)
+        self._readiness = readiness
+        self._clock = clock
 
-    def _run(self, context: grpc.ServicerContext, method: str, call: Callable[[], T]) -> T:
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _authorize(self, context: grpc.ServicerContext) -> str:
+        subject = client_subject(context)
+        if self._allowed and subject not in self._allowed:
+            raise ClientNotAllowedError(f"client certificate subject {subject!r} is not allowed to use this signer")
+        return subject
+
+    def _refused(self, method: str, error: SignerError) -> None:
+        log.warning("%s refused: %s: %s", method, error.code, error.message)
+        if isinstance(error, KeyStoreUnavailableError) and self._readiness is not None:
+            self._readiness.mark_unavailable(error.message)
+
+    def _run(self, context: grpc.ServicerContext, method: str, call: Callable[[str], T]) -> T:
         try:
-            return call()
+            return call(self._authorize(context))
         except SignerError as e:
-            log.warning("%s refused: %s: %s", method, e.code, e.message)
-            context.abort(_status_for(e), f"{e.code}: {e.message}")
+            self._refused(method, e)
+            if isinstance(e, VersionRefusedError):
+                context.set_trailing_metadata(((HIGHEST_SIGNED_METADATA, str(e.highest)),))
+            context.abort(status_for(e), f"{e.code}: {e.message}")
         except Exception:
             log.exception("%s failed", method)
             context.abort(grpc.StatusCode.INTERNAL, "internal signer error; see the signer's log")
         raise AssertionError("context.abort returned")  # abort always raises
 
+    # -- key lifecycle -----------------------------------------------------------------------------
+
     def CreateKey(self, request: signer_pb2.CreateKeyRequest, context: grpc.ServicerContext) -> signer_pb2.PublicKey:
-        def call() -> signer_pb2.PublicKey:
+        def call(subject: str) -> signer_pb2.PublicKey:
             record = self._keystore.create_key(request.collection, request.role, request.algorithm)
             log.info("key key_id=%s collection=%s role=%s", record.key_id, record.collection, record.role)
             return _public_key(record)
 
         return self._run(context, "CreateKey", call)
 
+    def RotateKey(self, request: signer_pb2.RotateKeyRequest, context: grpc.ServicerContext) -> signer_pb2.PublicKey:
+        def call(subject: str) -> signer_pb2.PublicKey:
+            record = self._keystore.rotate_key(request.collection, request.role, request.algorithm)
+            log.info(
+                "rotate key_id=%s collection=%s role=%s state=%s client=%s",
+                record.key_id, record.collection, record.role, record.state, subject,
+            )
+            return _public_key(record)
+
+        return self._run(context, "RotateKey", call)
+
     def GetPublicKey(
         self, request: signer_pb2.GetPublicKeyRequest, context: grpc.ServicerContext
     ) -> signer_pb2.PublicKey:
-        def call() -> signer_pb2.PublicKey:
+        def call(subject: str) -> signer_pb2.PublicKey:
             record = self._keystore.get_active(request.collection, request.role)
             if record is None:
                 raise KeyNotFoundError(f"no {request.role} key for collection {request.collection}")
@@ -100,45 +166,84 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
     def ListKeys(
         self, request: signer_pb2.ListKeysRequest, context: grpc.ServicerContext
     ) -> signer_pb2.ListKeysResponse:
-        def call() -> signer_pb2.ListKeysResponse:
+        def call(subject: str) -> signer_pb2.ListKeysResponse:
             records = self._keystore.list_keys(request.collection)
             return signer_pb2.ListKeysResponse(keys=[_public_key(r) for r in records])
 
         return self._run(context, "ListKeys", call)
 
-    def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
-        def call() -> signer_pb2.SignResponse:
-            record = self._keystore.get_key(request.key_id)
-            if record is None:
-                raise KeyNotFoundError(f"the signer holds no key {request.key_id}")
-            version = metadata_version(request.payload, record.role)
-            signer = self._keystore.signer_for(request.key_id)
-            self._keystore.claim_version(request.key_id, version)
-            signature = signer.sign(request.payload)
-            log.info(
-                "signed key_id=%s collection=%s role=%s version=%d payload_sha256=%s",
-                record.key_id, record.collection, record.role, version, hashlib.sha256(request.payload).hexdigest(),
-            )
-            return signer_pb2.SignResponse(key_id=signature.keyid, signature=signature.signature)
+    def RetireKey(
+        self, request: signer_pb2.RetireKeyRequest, context: grpc.ServicerContext
+    ) -> signer_pb2.RetireKeyResponse:
+        def call(subject: str) -> signer_pb2.RetireKeyResponse:
+            if not self._keystore.retire_key(request.key_id):
+                if self._keystore.get_key(request.key_id) is None:
+                    raise KeyNotFoundError(f"the signer holds no key {request.key_id}")
+            log.info("retired key_id=%s client=%s", request.key_id, subject)
+            return signer_pb2.RetireKeyResponse()
 
-        return self._run(context, "Sign", call)
+        return self._run(context, "RetireKey", call)
 
     def DeleteKey(
         self, request: signer_pb2.DeleteKeyRequest, context: grpc.ServicerContext
     ) -> signer_pb2.DeleteKeyResponse:
-        def call() -> signer_pb2.DeleteKeyResponse:
+        def call(subject: str) -> signer_pb2.DeleteKeyResponse:
             if not self._keystore.delete_key(request.key_id):
                 raise KeyNotFoundError(f"the signer holds no key {request.key_id}")
-            log.info("deleted key_id=%s", request.key_id)
+            log.info("deleted key_id=%s client=%s", request.key_id, subject)
             return signer_pb2.DeleteKeyResponse()
 
         return self._run(context, "DeleteKey", call)
 
+    # -- signing -------------------------------------------------------------------------------------
 
-def add_health(server: grpc.Server) -> health.HealthServicer:
-    """Register the standard health service, reporting SERVING overall and for the Signer service."""
-    servicer = health.HealthServicer()
-    for name in ("", SERVICE_NAME):
-        servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    return servicer
+    def _sign_one(self, request: signer_pb2.SignRequest, subject: str) -> signer_pb2.SignResponse:
+        record = self._keystore.get_key(request.key_id)
+        if record is None:
+            raise KeyNotFoundError(f"the signer holds no key {request.key_id}")
+        checked = check_payload(self._policy, record, request.collection, request.role, request.payload, self._clock())
+        signer = self._keystore.signer_for(record.key_id)  # unwrap before claiming: a failure changes nothing
+        self._keystore.record_signature(record.key_id, checked.version, checked.sha256, subject)
+        signature = signer.sign(request.payload)
+        log.info(
+            "signed key_id=%s collection=%s role=%s version=%d payload_sha256=%s",
+            record.key_id, record.collection, record.role, checked.version, checked.sha256,
+        )
+        return signer_pb2.SignResponse(key_id=signature.keyid, signature=signature.signature)
+
+    def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
+        return self._run(context, "Sign", lambda subject: self._sign_one(request, subject))
+
+    def SignBatch(
+        self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext
+    ) -> Iterator[signer_pb2.SignBatchResult]:
+        def check(subject: str) -> str:
+            if len(request.requests) > MAX_BATCH:
+                raise InvalidRequestError(f"a batch holds at most {MAX_BATCH} payloads, not {len(request.requests)}")
+            return subject
+
+        subject = self._run(context, "SignBatch", check)
+        for index, item in enumerate(request.requests):
+            if not context.is_active():
+                log.warning("SignBatch cancelled by the client after %d of %d items", index, len(request.requests))
+                return
+            try:
+                result = signer_pb2.SignBatchResult(index=index, signature=self._sign_one(item, subject))
+            except SignerError as e:
+                self._refused("SignBatch item", e)
+                error = signer_pb2.SignError(code=e.code, grpc_status=status_for(e).value[0], message=e.message)
+                if isinstance(e, VersionRefusedError):
+                    error.highest_signed_version = e.highest
+                result = signer_pb2.SignBatchResult(index=index, error=error)
+            except Exception:
+                log.exception("SignBatch item %d failed", index)
+                error = signer_pb2.SignError(
+                    code="INTERNAL", grpc_status=grpc.StatusCode.INTERNAL.value[0],
+                    message="internal signer error; see the signer's log",
+                )
+                result = signer_pb2.SignBatchResult(index=index, error=error)
+            yield result
+
+
+def add_signer(server: grpc.Server, servicer: SignerServicer) -> None:
+    signer_pb2_grpc.add_SignerServicer_to_server(servicer, server)

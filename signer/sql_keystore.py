@@ -1,147 +1,32 @@
 """`SqlKeyStore`: the signer's keys in SQLite (`sqlite:///path`) or PostgreSQL (`postgresql://...`).
 
-Private keys are wrapped (see `keywrap`) before they are written; a partial unique index allows one
-active key per (collection, role), which is what makes concurrent `create_key` calls agree.
+Private keys are wrapped (see `keywrap`) under the passphrase of an alias before they are written;
+each row records its alias, so several passphrases can be configured at once and `rewrap` moves every
+key to a new one in one transaction. The catalog, high-water marks and audit are `CatalogKeyStore`'s.
 """
 
 from __future__ import annotations
 
-import datetime
-import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Mapping
 
-import psycopg2
-import psycopg2.pool
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from securesystemslib.signer import CryptoSigner, Signer
+from securesystemslib.signer import CryptoSigner, Signer, SSlibKey
 
 from tufnotary.signer import keywrap
-from tufnotary.signer.errors import (
-    ConfigError,
-    KeyNotFoundError,
-    KeyStoreUnavailableError,
-    KeyUnwrapError,
-    RollbackRefusedError,
-)
-from tufnotary.signer.keystore import (
-    DEFAULT_ALGORITHM,
-    KeyRecord,
-    KeyStore,
-    check_algorithm,
-    check_collection,
-    check_role,
-)
+from tufnotary.signer.catalog import MIGRATIONS, CatalogKeyStore, Material
+from tufnotary.signer.errors import ConfigError, KeyStoreUnavailableError, KeyUnwrapError
+from tufnotary.signer.keystore import KeyRecord
 
-# Applied in order, each at most once, recorded in schema_migrations. Never edit a shipped entry.
-MIGRATIONS: Sequence[tuple[int, Sequence[str]]] = (
-    (
-        1,
-        (
-            """CREATE TABLE signer_keys (
-                key_id TEXT PRIMARY KEY,
-                collection TEXT NOT NULL,
-                role TEXT NOT NULL,
-                keytype TEXT NOT NULL,
-                scheme TEXT NOT NULL,
-                public_value TEXT NOT NULL,
-                wrapped_private TEXT NOT NULL,
-                kdf_salt TEXT NOT NULL,
-                passphrase_alias TEXT NOT NULL,
-                active INTEGER NOT NULL DEFAULT 1,
-                created_at TEXT NOT NULL
-            )""",
-            "CREATE UNIQUE INDEX signer_keys_one_active ON signer_keys (collection, role) WHERE active = 1",
-            "CREATE INDEX signer_keys_collection ON signer_keys (collection, created_at)",
-        ),
-    ),
-    (2, ("ALTER TABLE signer_keys ADD COLUMN max_signed_version INTEGER NOT NULL DEFAULT 0",)),
-)
+__all__ = ["MIGRATIONS", "SqlKeyStore"]
 
-_PUBLIC_COLUMNS = "key_id, collection, role, keytype, scheme, public_value"
-_MIGRATION_LOCK_ID = 0x7475666E  # pg_advisory_xact_lock key, any constant shared by all replicas
+REWRAP_ATTEMPTS = 5
 
 
-class _Sqlite:
-    def __init__(self, path: str) -> None:
-        if not path or path == ":memory:":
-            raise ConfigError("the signer database needs a file path: sqlite:///relative.db or sqlite:////abs.db")
-        self.path = path
-        self.integrity_error: type[Exception] = sqlite3.IntegrityError
-        self.error: type[Exception] = sqlite3.Error
+class SqlKeyStore(CatalogKeyStore):
+    """Keys in a SQL database, new ones wrapped under the passphrase of `default_alias` (see `KeyStore`)."""
 
-    @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[Any]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA busy_timeout = 30000")
-            # Writers take the lock up front so that read-then-write transactions cannot deadlock.
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn.cursor()
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-
-    def sql(self, statement: str) -> str:
-        return statement
-
-    def lock_for_migration(self, cur: Any) -> None:
-        pass  # BEGIN IMMEDIATE already holds the write lock
-
-    def close(self) -> None:
-        pass
-
-
-class _Postgres:
-    def __init__(self, url: str, max_connections: int) -> None:
-        self.url = url
-        self.max_connections = max_connections
-        self.integrity_error = psycopg2.IntegrityError
-        self.error = psycopg2.Error
-        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
-        self._lock = threading.Lock()
-
-    def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
-        with self._lock:
-            if self._pool is None:
-                self._pool = psycopg2.pool.ThreadedConnectionPool(0, self.max_connections, self.url)
-            return self._pool
-
-    @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[Any]:
-        pool = self._get_pool()
-        conn = pool.getconn()
-        broken = False
-        try:
-            with conn, conn.cursor() as cur:
-                yield cur
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            broken = True
-            raise
-        finally:
-            pool.putconn(conn, close=broken or bool(conn.closed))
-
-    def sql(self, statement: str) -> str:
-        return statement.replace("?", "%s")
-
-    def lock_for_migration(self, cur: Any) -> None:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.closeall()
-                self._pool = None
-
-
-class SqlKeyStore(KeyStore):
-    """Keys in a SQL database, wrapped under the passphrase of `default_alias` (see `KeyStore`)."""
+    custody = "jwe"
 
     def __init__(
         self,
@@ -153,153 +38,87 @@ class SqlKeyStore(KeyStore):
     ) -> None:
         if default_alias not in passphrases:
             raise ConfigError(f"no passphrase is configured for the default alias {default_alias!r}")
-        if database_url.startswith("sqlite:///"):
-            self._db: _Sqlite | _Postgres = _Sqlite(database_url.removeprefix("sqlite:///"))
-        elif database_url.startswith(("postgresql://", "postgres://")):
-            self._db = _Postgres(database_url, max_connections)
-        else:
-            raise ConfigError("unsupported signer database URL: use sqlite:///PATH or postgresql://...")
+        super().__init__(database_url, max_connections=max_connections)
         self._passphrases = dict(passphrases)
         self._default_alias = default_alias
         self._keks: dict[tuple[str, str], bytes] = {}
         self._keks_lock = threading.Lock()
 
-    @contextmanager
-    def _transaction(self, write: bool = True) -> Iterator[Any]:
-        try:
-            with self._db.transaction(write) as cur:
-                yield cur
-        except self._db.integrity_error:
-            raise
-        except self._db.error as e:
-            raise KeyStoreUnavailableError(f"the signer key database failed: {type(e).__name__}") from e
-
-    def _execute(self, cur: Any, statement: str, params: Sequence[Any] = ()) -> None:
-        cur.execute(self._db.sql(statement), tuple(params))
-
-    def migrate(self) -> None:
-        with self._transaction() as cur:
-            self._db.lock_for_migration(cur)
-            self._execute(
-                cur,
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
-            )
-            self._execute(cur, "SELECT version FROM schema_migrations")
-            applied = {row[0] for row in cur.fetchall()}
-            for version, statements in MIGRATIONS:
-                if version in applied:
-                    continue
-                for statement in statements:
-                    self._execute(cur, statement)
-                self._execute(cur, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, _now()))
-
-    def create_key(self, collection: str, role: str, algorithm: str = DEFAULT_ALGORITHM) -> KeyRecord:
-        check_collection(collection)
-        check_role(role)
-        algorithm = check_algorithm(algorithm)
-        existing = self.get_active(collection, role)
-        if existing is not None:
-            return existing
+    def _generate(self, algorithm: str) -> tuple[SSlibKey, Material]:
         signer = _generate(algorithm)
         key = signer.public_key
         salt = keywrap.new_salt()
-        kek = self._kek(self._default_alias, salt)
-        wrapped = keywrap.wrap(signer.private_bytes, kek, key.keyid)
-        try:
-            with self._transaction() as cur:
-                self._execute(
-                    cur,
-                    "INSERT INTO signer_keys (key_id, collection, role, keytype, scheme, public_value,"
-                    " wrapped_private, kdf_salt, passphrase_alias, active, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                    (key.keyid, collection, role, key.keytype, key.scheme, key.keyval["public"],
-                     wrapped, salt.hex(), self._default_alias, _now()),
-                )
-        except self._db.integrity_error:
-            pass  # another caller stored the pair's key first; theirs wins
-        winner = self.get_active(collection, role)
-        if winner is None:
-            raise KeyStoreUnavailableError(
-                f"the key for {collection} {role} was deleted while being created; retry"
-            )
-        return winner
+        wrapped = keywrap.wrap(signer.private_bytes, self._kek(self._default_alias, salt), key.keyid)
+        return key, Material(wrapped, salt.hex(), self._default_alias)
 
-    def get_active(self, collection: str, role: str) -> KeyRecord | None:
-        check_collection(collection)
-        check_role(role)
-        rows = self._select(
-            f"SELECT {_PUBLIC_COLUMNS} FROM signer_keys WHERE collection = ? AND role = ? AND active = 1",
-            (collection, role),
-        )
-        return KeyRecord(*rows[0]) if rows else None
-
-    def get_key(self, key_id: str) -> KeyRecord | None:
-        rows = self._select(f"SELECT {_PUBLIC_COLUMNS} FROM signer_keys WHERE key_id = ?", (key_id,))
-        return KeyRecord(*rows[0]) if rows else None
-
-    def list_keys(self, collection: str) -> list[KeyRecord]:
-        check_collection(collection)
-        rows = self._select(
-            f"SELECT {_PUBLIC_COLUMNS} FROM signer_keys WHERE collection = ? ORDER BY created_at, key_id",
-            (collection,),
-        )
-        return [KeyRecord(*row) for row in rows]
-
-    def signer_for(self, key_id: str) -> Signer:
-        rows = self._select(
-            f"SELECT {_PUBLIC_COLUMNS}, wrapped_private, kdf_salt, passphrase_alias FROM signer_keys WHERE key_id = ?",
-            (key_id,),
-        )
-        if not rows:
-            raise KeyNotFoundError(f"the signer holds no key {key_id}")
-        *public, wrapped, salt_hex, alias = rows[0]
-        record = KeyRecord(*public)
-        if alias not in self._passphrases:
-            raise KeyUnwrapError(
-                f"key {key_id} is wrapped under passphrase alias {alias!r}, which this signer has no passphrase for"
-            )
-        try:
-            salt = bytes.fromhex(salt_hex)
-        except ValueError:
-            raise KeyUnwrapError(f"cannot unwrap the private key of {key_id}: its stored salt was altered") from None
-        pem = keywrap.unwrap(wrapped, self._kek(alias, salt), key_id)
+    def _load_signer(self, record: KeyRecord, material: Material) -> Signer:
+        pem = self._unwrap(record.key_id, material)
         try:
             private_key = load_pem_private_key(pem, None)
             return CryptoSigner(private_key, record.to_sslib_key())  # type: ignore[arg-type]
         except (ValueError, TypeError):
             raise KeyUnwrapError(
-                f"the private key of {key_id} does not match its stored public key: the row was altered"
+                f"the private key of {record.key_id} does not match its stored public key: the row was altered"
             ) from None
 
-    def claim_version(self, key_id: str, version: int) -> None:
-        with self._transaction() as cur:
-            self._execute(
-                cur,
-                "UPDATE signer_keys SET max_signed_version = ? WHERE key_id = ? AND max_signed_version <= ?",
-                (version, key_id, version),
+    def rewrap(self, to_alias: str) -> int:
+        """Re-encrypt every stored key not yet under `to_alias` with that alias' passphrase; all or nothing.
+
+        The unwrapping (scrypt per key) happens outside the transaction; the transaction only swaps
+        each row's ciphertext if the row did not change meanwhile, and fails if a key it did not
+        rewrap appeared under another alias — then the whole attempt is retried. Signing continues
+        throughout: until the commit, replicas read the old ciphertext, which their old passphrase opens.
+        Returns how many keys were rewrapped. `KeyUnwrapError` (naming the key) if one cannot be opened.
+        """
+        if to_alias not in self._passphrases:
+            raise ConfigError(f"no passphrase is configured for the alias {to_alias!r}: add it before rewrapping")
+        salt = keywrap.new_salt()  # one salt for the batch: one scrypt derivation for any number of keys
+        kek = self._kek(to_alias, salt)
+        for _ in range(REWRAP_ATTEMPTS):
+            rows = self._db.select(
+                "SELECT key_id, wrapped_private, kdf_salt, passphrase_alias FROM signer_keys"
+                " WHERE custody = 'jwe' AND state <> 'retired' AND passphrase_alias <> ? ORDER BY key_id",
+                (to_alias,),
             )
-            if cur.rowcount:
-                return
-            self._execute(cur, "SELECT max_signed_version FROM signer_keys WHERE key_id = ?", (key_id,))
-            row = cur.fetchone()
-        if row is None:
-            raise KeyNotFoundError(f"the signer holds no key {key_id}")
-        raise RollbackRefusedError(
-            f"key {key_id} already signed version {row[0]}; it will not sign the lower version {version}"
-        )
+            rewrapped = {
+                key_id: (wrapped, keywrap.wrap(self._unwrap(key_id, Material(wrapped, salt_hex, alias)), kek, key_id))
+                for key_id, wrapped, salt_hex, alias in rows
+            }
+            try:
+                with self._db.transaction() as cur:
+                    self._db.execute(
+                        cur,
+                        "SELECT key_id FROM signer_keys WHERE custody = 'jwe' AND state <> 'retired'"
+                        f" AND passphrase_alias <> ?{self._db.for_update}",
+                        (to_alias,),
+                    )
+                    if {row[0] for row in cur.fetchall()} != set(rewrapped):
+                        raise _Retry()  # keys were added, retired or rewrapped meanwhile: start over
+                    for key_id, (old, new) in rewrapped.items():
+                        self._db.execute(
+                            cur,
+                            "UPDATE signer_keys SET wrapped_private = ?, kdf_salt = ?, passphrase_alias = ?"
+                            " WHERE key_id = ? AND wrapped_private = ?",
+                            (new, salt.hex(), to_alias, key_id, old),
+                        )
+                        if cur.rowcount != 1:
+                            raise _Retry()
+            except _Retry:
+                continue
+            return len(rewrapped)
+        raise KeyStoreUnavailableError(f"keys kept changing while rewrapping to {to_alias!r}; retry")
 
-    def delete_key(self, key_id: str) -> bool:
-        with self._transaction() as cur:
-            self._execute(cur, "DELETE FROM signer_keys WHERE key_id = ?", (key_id,))
-            return bool(cur.rowcount)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _select(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._transaction(write=False) as cur:
-            self._execute(cur, statement, params)
-            return [tuple(row) for row in cur.fetchall()]
+    def _unwrap(self, key_id: str, material: Material) -> bytes:
+        alias = material.passphrase_alias
+        if alias not in self._passphrases:
+            raise KeyUnwrapError(
+                f"key {key_id} is wrapped under passphrase alias {alias!r}, which this signer has no passphrase for"
+            )
+        try:
+            salt = bytes.fromhex(material.kdf_salt)
+        except ValueError:
+            raise KeyUnwrapError(f"cannot unwrap the private key of {key_id}: its stored salt was altered") from None
+        return keywrap.unwrap(material.wrapped_private, self._kek(alias, salt), key_id)
 
     def _kek(self, alias: str, salt: bytes) -> bytes:
         cache_key = (alias, salt.hex())
@@ -312,13 +131,13 @@ class SqlKeyStore(KeyStore):
         return kek
 
 
+class _Retry(Exception):
+    pass
+
+
 def _generate(algorithm: str) -> CryptoSigner:
     if algorithm == "ed25519":
         return CryptoSigner.generate_ed25519()
     if algorithm.startswith("ecdsa-"):
         return CryptoSigner.generate_ecdsa(scheme=algorithm)
-    return CryptoSigner.generate_rsa(scheme=algorithm)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+    return CryptoSigner.generate_rsa(scheme=algorithm, size=3072)

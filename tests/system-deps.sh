@@ -6,6 +6,8 @@ missing=()
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
 if ! command -v initdb >/dev/null 2>&1 && [ -z "$(pg_bin)" ]; then missing+=(postgresql); fi
 if ! id postgres >/dev/null 2>&1; then missing+=(postgresql); fi
+# SoftHSM2 is the PKCS#11 HSM the signer's Pkcs11KeyStore tests run against.
+if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then missing+=(softhsm2); fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing system packages: ${missing[*]} (run as root or install them: apt-get install ${missing[*]})" >&2

@@ -1,10 +1,17 @@
-"""Fixtures for the signer tests: development certificates from our own generator, and a foreign CA."""
+"""Fixtures for the signer tests: development certificates from our own generator, a foreign CA, and a
+throwaway SoftHSM2 token."""
 
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from tufnotary.signer.certs import DevCertPaths, write_dev_certs
+from tufnotary.signer.config import Pkcs11Config
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +23,27 @@ def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> DevCertPaths:
 def foreign_certs(tmp_path_factory: pytest.TempPathFactory) -> DevCertPaths:
     """Certificates from another, unrelated CA."""
     return write_dev_certs(tmp_path_factory.mktemp("foreign-certs"))
+
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+SOFTHSM_LABEL = "tufnotary-test"
+SOFTHSM_PIN = "8642-test-user-pin"
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Pkcs11Config:
+    """A throwaway SoftHSM2 token, initialised here: SOFTHSM2_CONF points into a temp dir for this process
+    (set before the PKCS#11 module is first loaded) and for the signer processes the tests start."""
+    if shutil.which("softhsm2-util") is None or not Path(SOFTHSM_MODULE).exists():
+        pytest.fail("SoftHSM2 is not installed: run tests/system-deps.sh (Debian package softhsm2)")
+    root = tmp_path_factory.mktemp("softhsm")
+    (root / "tokens").mkdir()
+    conf = root / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", SOFTHSM_LABEL,
+         "--pin", SOFTHSM_PIN, "--so-pin", "9753-test-so-pin"],
+        check=True, capture_output=True, timeout=30,
+    )
+    return Pkcs11Config(token_label=SOFTHSM_LABEL, pin=SOFTHSM_PIN, module=SOFTHSM_MODULE)

@@ -1,4 +1,6 @@
-"""The `KeyStore` contract over both SQL backends: SQLite and a real PostgreSQL."""
+"""What only `SqlKeyStore` does, over SQLite and a real PostgreSQL: keys wrapped under passphrases, clear
+errors for wrong passphrases and altered rows, and `rewrap` to a new passphrase under live traffic.
+(The shared `KeyStore` contract is in test_keystore_contract.py.)"""
 
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from securesystemslib.signer import CryptoSigner
 
-from tufnotary.signer.errors import InvalidRequestError, KeyNotFoundError, KeyUnwrapError, RollbackRefusedError
-from tufnotary.signer.keystore import ALGORITHMS
-from tufnotary.signer.sql_keystore import MIGRATIONS, SqlKeyStore
+from tufnotary.signer.errors import ConfigError, KeyUnwrapError
+from tufnotary.signer.sql_keystore import SqlKeyStore
 
 PASSPHRASE = "first passphrase"
 COLLECTION = "wabbit-networks/net-monitor"
@@ -62,78 +63,6 @@ def raw_query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tu
 
 def key_rows(url: str) -> list[tuple[Any, ...]]:
     return raw_query(url, "SELECT * FROM signer_keys ORDER BY key_id")
-
-
-def test_migrate_is_idempotent(database_url: str) -> None:
-    store = open_store(database_url)
-    store.migrate()
-    store.close()
-    versions = [row[0] for row in raw_query(database_url, "SELECT version FROM schema_migrations ORDER BY version")]
-    assert versions == [v for v, _ in MIGRATIONS]
-
-
-def test_create_key_is_idempotent_per_collection_and_role(store: SqlKeyStore) -> None:
-    first = store.create_key(COLLECTION, "timestamp")
-    again = store.create_key(COLLECTION, "timestamp", "ecdsa-sha2-nistp256")
-    assert again == first
-    assert first.scheme == "ed25519"
-    snapshot = store.create_key(COLLECTION, "snapshot")
-    other = store.create_key("wabbit-networks/other", "timestamp")
-    assert len({first.key_id, snapshot.key_id, other.key_id}) == 3
-
-
-def test_concurrent_creates_agree_on_one_key(database_url: str) -> None:
-    workers = [open_store(database_url) for _ in range(6)]
-    barrier = threading.Barrier(len(workers))
-    results: list[str] = []
-
-    def create(store: SqlKeyStore) -> None:
-        barrier.wait()
-        results.append(store.create_key(COLLECTION, "timestamp").key_id)
-
-    threads = [threading.Thread(target=create, args=(w,)) for w in workers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for w in workers:
-        w.close()
-    assert len(results) == len(workers)
-    assert len(set(results)) == 1
-    assert [row[0] for row in raw_query(database_url, "SELECT key_id FROM signer_keys")] == results[:1]
-
-
-def test_get_list_and_delete(store: SqlKeyStore) -> None:
-    assert store.get_active(COLLECTION, "timestamp") is None
-    assert store.list_keys(COLLECTION) == []
-    timestamp = store.create_key(COLLECTION, "timestamp")
-    snapshot = store.create_key(COLLECTION, "snapshot")
-    store.create_key("someone/else", "timestamp")
-    assert store.get_active(COLLECTION, "timestamp") == timestamp
-    assert store.get_key(snapshot.key_id) == snapshot
-    assert store.list_keys(COLLECTION) == [timestamp, snapshot]
-
-    assert store.delete_key(timestamp.key_id) is True
-    assert store.delete_key(timestamp.key_id) is False
-    assert store.get_active(COLLECTION, "timestamp") is None
-    assert store.get_key(timestamp.key_id) is None
-    assert store.list_keys(COLLECTION) == [snapshot]
-    with pytest.raises(KeyNotFoundError, match=timestamp.key_id):
-        store.signer_for(timestamp.key_id)
-    replacement = store.create_key(COLLECTION, "timestamp")
-    assert replacement.key_id != timestamp.key_id
-
-
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_signature_verifies_with_the_public_key(store: SqlKeyStore, algorithm: str) -> None:
-    record = store.create_key(COLLECTION, "timestamp", algorithm)
-    assert record.scheme == algorithm
-    key = record.to_sslib_key()
-    assert key.keyid == record.key_id
-    payload = b'{"_type":"timestamp","version":1}'
-    signature = store.signer_for(record.key_id).sign(payload)
-    assert signature.keyid == record.key_id
-    key.verify_signature(signature, payload)
 
 
 def test_private_key_is_not_stored_in_clear(store: SqlKeyStore, database_url: str) -> None:
@@ -207,43 +136,107 @@ def test_wrapped_key_moved_to_another_row_is_refused(store: SqlKeyStore, databas
         store.signer_for(victim.key_id)
 
 
-@pytest.mark.parametrize(
-    "collection, role, algorithm",
-    [
-        ("", "timestamp", "ed25519"),
-        ("../etc", "timestamp", "ed25519"),
-        (COLLECTION, "root", "ed25519"),
-        (COLLECTION, "targets", "ed25519"),
-        (COLLECTION, "timestamp", "dsa-sha1"),
-    ],
-)
-def test_invalid_create_is_refused_and_stores_nothing(
-    store: SqlKeyStore, database_url: str, collection: str, role: str, algorithm: str
-) -> None:
-    with pytest.raises(InvalidRequestError):
-        store.create_key(collection, role, algorithm)
-    assert key_rows(database_url) == []
 
 
-def test_unknown_key(store: SqlKeyStore) -> None:
-    assert store.get_key("0" * 64) is None
-    assert store.delete_key("0" * 64) is False
-    with pytest.raises(KeyNotFoundError):
-        store.signer_for("0" * 64)
+def rotation_store(url: str, default: str = "old") -> SqlKeyStore:
+    """A replica configured with both passphrases, as during a passphrase rotation."""
+    store = SqlKeyStore(url, {"old": PASSPHRASE, "new": "second passphrase"}, default)
+    store.migrate()
+    return store
 
 
-def test_claim_version_refuses_rollback_across_store_instances(store: SqlKeyStore, database_url: str) -> None:
-    record = store.create_key(COLLECTION, "timestamp")
-    store.claim_version(record.key_id, 3)
-    store.claim_version(record.key_id, 3)
-    replica = open_store(database_url)
+def aliases(url: str) -> dict[str, str]:
+    return dict(raw_query(url, "SELECT key_id, passphrase_alias FROM signer_keys"))
+
+
+def test_rewrap_moves_every_key_to_the_new_passphrase(database_url: str) -> None:
+    old_only = open_store(database_url, alias="old")
+    keys = [old_only.create_key(f"team/c{i}", role).key_id for i in range(3) for role in ("timestamp", "snapshot")]
+    retired = old_only.create_key("team/retired", "timestamp").key_id
+    old_only.retire_key(retired)
+    old_only.close()
+    store = rotation_store(database_url, default="new")
     try:
-        with pytest.raises(RollbackRefusedError, match=f"{record.key_id}.*version 3.*lower version 2"):
-            replica.claim_version(record.key_id, 2)
-        replica.claim_version(record.key_id, 4)
+        assert store.rewrap("new") == len(keys)
+        assert {k: a for k, a in aliases(database_url).items() if k != retired} == {k: "new" for k in keys}
+        assert store.rewrap("new") == 0  # nothing left to move
     finally:
-        replica.close()
-    with pytest.raises(RollbackRefusedError):
-        store.claim_version(record.key_id, 3)
-    with pytest.raises(KeyNotFoundError):
-        store.claim_version("0" * 64, 1)
+        store.close()
+    new_only = open_store(database_url, passphrase="second passphrase", alias="new")
+    try:
+        for key_id in keys:
+            new_only.signer_for(key_id).sign(b"opens under the new passphrase only")
+    finally:
+        new_only.close()
+    stale = open_store(database_url, alias="old")
+    try:
+        with pytest.raises(KeyUnwrapError, match="'new'"):
+            stale.signer_for(keys[0])
+    finally:
+        stale.close()
+
+
+def test_rewrap_with_an_unopenable_key_changes_nothing(database_url: str) -> None:
+    store = rotation_store(database_url)
+    try:
+        good = store.create_key("team/good", "timestamp").key_id
+        bad = store.create_key("team/bad", "timestamp").key_id
+        raw_query(database_url, "UPDATE signer_keys SET kdf_salt = ? WHERE key_id = ?", ("00" * 16, bad))
+        before = key_rows(database_url)
+        with pytest.raises(KeyUnwrapError, match=bad):
+            store.rewrap("new")
+        assert key_rows(database_url) == before
+        assert aliases(database_url)[good] == "old"
+        with pytest.raises(ConfigError, match="no passphrase is configured for the alias 'other'"):
+            store.rewrap("other")
+    finally:
+        store.close()
+
+
+def test_rewrap_under_live_traffic(database_url: str) -> None:
+    """Replicas keep signing, and creating keys, while another process-like replica rewraps."""
+    setup = rotation_store(database_url)
+    keys = [setup.create_key(f"team/c{i}", "timestamp").key_id for i in range(4)]
+    setup.close()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    signed = [0]
+
+    def traffic() -> None:
+        replica = rotation_store(database_url, default="new")
+        version = 0
+        try:
+            while not stop.is_set():
+                version += 1
+                for key_id in keys:
+                    replica.signer_for(key_id).sign(b"payload")
+                    replica.record_signature(key_id, version, "cd" * 32, "CN=server")
+                    signed[0] += 1
+                replica.create_key(f"team/new{version}", "timestamp")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            replica.close()
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    rewrapper = rotation_store(database_url, default="new")
+    try:
+        while signed[0] < len(keys):
+            threading.Event().wait(0.01)
+        assert rewrapper.rewrap("new") >= len(keys)
+        done_at = signed[0]
+        while signed[0] < done_at + 2 * len(keys) and thread.is_alive():
+            threading.Event().wait(0.01)
+    finally:
+        stop.set()
+        thread.join(30)
+        rewrapper.close()
+    assert errors == []
+    assert set(aliases(database_url).values()) == {"new"}
+    new_only = open_store(database_url, passphrase="second passphrase", alias="new")
+    try:
+        for key_id in keys:
+            new_only.signer_for(key_id).sign(b"still signs")
+    finally:
+        new_only.close()

@@ -1,0 +1,91 @@
+"""The signing policy: what the signer checks in a request before a key signs it.
+
+Pure: bytes, the key's record and the time in, a `CheckedPayload` or a `SignerError` out. The key
+store then enforces the one stateful rule (the version high-water mark) atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from securesystemslib.formats import encode_canonical
+from tuf.api.metadata import Snapshot, Timestamp
+
+from tufnotary.signer.errors import ExpiryTooLongError, InvalidRequestError
+from tufnotary.signer.keystore import KeyRecord
+
+DEFAULT_MAX_EXPIRY: Mapping[str, timedelta] = {"timestamp": timedelta(days=1), "snapshot": timedelta(days=7)}
+DEFAULT_EXPIRY_LEEWAY = timedelta(minutes=5)
+_SIGNED_TYPES = {"timestamp": Timestamp, "snapshot": Snapshot}
+
+
+@dataclass(frozen=True)
+class SigningPolicy:
+    """How far in the future each role's metadata may expire (plus `leeway` for clock skew)."""
+
+    max_expiry: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_MAX_EXPIRY))
+    leeway: timedelta = DEFAULT_EXPIRY_LEEWAY
+
+    def __post_init__(self) -> None:
+        for role in _SIGNED_TYPES:
+            if self.max_expiry.get(role, timedelta(0)) <= timedelta(0):
+                raise ValueError(f"the maximum {role} expiry window must be positive")
+        if self.leeway < timedelta(0):
+            raise ValueError("the expiry leeway cannot be negative")
+
+
+@dataclass(frozen=True)
+class CheckedPayload:
+    """What the audit and the high-water mark need to know about an accepted payload."""
+
+    version: int
+    expires: datetime
+    sha256: str
+
+
+def check_payload(
+    policy: SigningPolicy,
+    record: KeyRecord,
+    collection: str,
+    role: str,
+    payload: bytes,
+    now: datetime,
+) -> CheckedPayload:
+    """Accept `payload` for `record`'s key, or raise saying why the signer will not sign it.
+
+    The request must name the key's own collection and role; the payload must be the canonical JSON of
+    a valid TUF `signed` object of that role that expires within the policy's window from `now`.
+    """
+    if collection != record.collection or role != record.role:
+        raise InvalidRequestError(
+            f"key {record.key_id} belongs to {record.collection} {record.role}, "
+            f"not to {collection or '(no collection)'} {role or '(no role)'}"
+        )
+    try:
+        signed = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestError(f"the payload is not JSON: the signer only signs TUF {role} metadata") from None
+    if not isinstance(signed, dict) or signed.get("_type") != role:
+        found = signed.get("_type") if isinstance(signed, dict) else type(signed).__name__
+        raise InvalidRequestError(f"a {role} key only signs {role} metadata, not {found!r}")
+    try:
+        canonical = encode_canonical(signed).encode("utf-8")  # type: ignore[union-attr]
+        parsed = _SIGNED_TYPES[role].from_dict(dict(signed))
+    except Exception as e:  # tuf raises ValueError, KeyError, TypeError... for malformed metadata
+        raise InvalidRequestError(f"the payload is not valid TUF {role} metadata ({type(e).__name__})") from None
+    if canonical != payload:
+        raise InvalidRequestError(f"the payload is not the canonical JSON of TUF {role} metadata")
+    if parsed.version < 1:
+        raise InvalidRequestError(f"the {role} metadata has no valid version (a positive integer)")
+    expires = parsed.expires.replace(tzinfo=timezone.utc) if parsed.expires.tzinfo is None else parsed.expires
+    limit = now + policy.max_expiry[role] + policy.leeway
+    if expires > limit:
+        raise ExpiryTooLongError(
+            f"{role} metadata version {parsed.version} expires {expires.isoformat()}, beyond the signer's "
+            f"maximum window of {policy.max_expiry[role]} for {role} (latest allowed now: {limit.isoformat()})"
+        )
+    return CheckedPayload(parsed.version, expires, hashlib.sha256(payload).hexdigest())

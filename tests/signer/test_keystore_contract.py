@@ -1,0 +1,289 @@
+"""The `KeyStore` contract, one module over every store: `SqlKeyStore` on SQLite and on a real PostgreSQL,
+and `Pkcs11KeyStore` on a real SoftHSM2 token (its catalog on SQLite)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+from tuf.api.metadata import Key, Metadata, Root, Timestamp, MetaFile
+
+from tufnotary.signer.catalog import MIGRATIONS
+from tufnotary.signer.config import Pkcs11Config
+from tufnotary.signer.errors import (
+    InvalidRequestError,
+    KeyNotFoundError,
+    KeyRetiredError,
+    RollbackRefusedError,
+    VersionAlreadySignedError,
+)
+from tufnotary.signer.keystore import ALGORITHMS, KeyStore
+from tufnotary.signer.pkcs11_keystore import Pkcs11KeyStore
+from tufnotary.signer.sql_keystore import SqlKeyStore
+
+COLLECTION = "wabbit-networks/net-monitor"
+SHA = "ab" * 32
+
+
+@pytest.fixture(params=["sqlite", "postgres", "softhsm"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Callable[[], KeyStore]]:
+    """(catalog database URL, factory of store instances over the same keys — i.e. replicas)."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'signer.db'}"
+    if request.param == "softhsm":
+        token: Pkcs11Config = request.getfixturevalue("softhsm")
+        return url, lambda: Pkcs11KeyStore(url, token)
+    return url, lambda: SqlKeyStore(url, {"default": "contract passphrase"}, "default")
+
+
+@pytest.fixture
+def replicas(backend: tuple[str, Callable[[], KeyStore]]) -> Iterator[Callable[[], KeyStore]]:
+    opened: list[KeyStore] = []
+
+    def open_replica() -> KeyStore:
+        store = backend[1]()
+        store.migrate()
+        opened.append(store)
+        return store
+
+    yield open_replica
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(replicas: Callable[[], KeyStore]) -> KeyStore:
+    return replicas()
+
+
+@pytest.fixture
+def url(backend: tuple[str, Callable[[], KeyStore]]) -> str:
+    return backend[0]
+
+
+def raw_query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Bypass the store: read or write the catalog database directly."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            with conn:
+                return conn.execute(statement, params).fetchall()
+        finally:
+            conn.close()
+    pg = psycopg2.connect(url)
+    try:
+        with pg, pg.cursor() as cur:
+            cur.execute(statement.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        pg.close()
+
+
+def state(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    keys = raw_query(url, "SELECT key_id, state, max_signed_version, wrapped_private FROM signer_keys ORDER BY key_id")
+    audit = raw_query(url, "SELECT * FROM signer_audit ORDER BY id")
+    return keys, audit
+
+
+def test_migrate_is_idempotent(store: KeyStore, url: str) -> None:
+    store.migrate()
+    versions = [row[0] for row in raw_query(url, "SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [v for v, _ in MIGRATIONS]
+
+
+def test_create_key_is_idempotent_per_collection_and_role(store: KeyStore) -> None:
+    first = store.create_key(COLLECTION, "timestamp")
+    assert store.create_key(COLLECTION, "timestamp", "ecdsa-sha2-nistp256") == first
+    assert first.scheme == "ed25519" and first.state == "active" and first.max_signed_version == 0
+    snapshot = store.create_key(COLLECTION, "snapshot")
+    other = store.create_key("wabbit-networks/other", "timestamp")
+    assert len({first.key_id, snapshot.key_id, other.key_id}) == 3
+
+
+def test_concurrent_creates_on_replicas_agree_on_one_key(replicas: Callable[[], KeyStore], url: str) -> None:
+    workers = [replicas() for _ in range(4)]
+    barrier = threading.Barrier(len(workers))
+    results: list[str] = []
+
+    def create(store: KeyStore) -> None:
+        barrier.wait()
+        results.append(store.create_key(COLLECTION, "timestamp").key_id)
+
+    threads = [threading.Thread(target=create, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == len(workers) and len(set(results)) == 1
+    assert [row[0] for row in raw_query(url, "SELECT key_id FROM signer_keys")] == results[:1]
+
+
+def test_get_list_and_delete(store: KeyStore) -> None:
+    assert store.get_active(COLLECTION, "timestamp") is None
+    assert store.list_keys(COLLECTION) == []
+    timestamp = store.create_key(COLLECTION, "timestamp")
+    snapshot = store.create_key(COLLECTION, "snapshot")
+    store.create_key("someone/else", "timestamp")
+    assert store.get_active(COLLECTION, "timestamp") == timestamp
+    assert store.get_key(snapshot.key_id) == snapshot
+    assert store.list_keys(COLLECTION) == [timestamp, snapshot]
+    assert store.delete_key(timestamp.key_id) is True
+    assert store.delete_key(timestamp.key_id) is False
+    assert store.get_active(COLLECTION, "timestamp") is None
+    assert store.list_keys(COLLECTION) == [snapshot]
+    with pytest.raises(KeyNotFoundError, match=timestamp.key_id):
+        store.signer_for(timestamp.key_id)
+    assert store.create_key(COLLECTION, "timestamp").key_id != timestamp.key_id
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_signature_is_a_valid_tuf_signature(store: KeyStore, algorithm: str) -> None:
+    record = store.create_key(COLLECTION, "timestamp", algorithm)
+    assert record.scheme == algorithm
+    key = record.to_sslib_key()
+    expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    md = Metadata(Timestamp(version=1, expires=expires, snapshot_meta=MetaFile(version=1)))
+    signature = store.signer_for(record.key_id).sign(md.signed_bytes)
+    assert signature.keyid == record.key_id
+    md.signatures[signature.keyid] = signature
+    # Verified the way a TUF client does: a root that lists the key for the timestamp role.
+    root = Root(expires=expires)
+    root.add_key(Key.from_dict(record.key_id, key.to_dict()), "timestamp")
+    root.verify_delegate("timestamp", md.signed_bytes, md.signatures)
+
+
+def test_versions_only_go_up_across_replicas_and_refusals_record_nothing(
+    replicas: Callable[[], KeyStore], url: str
+) -> None:
+    store, replica = replicas(), replicas()
+    record = store.create_key(COLLECTION, "timestamp")
+    store.record_signature(record.key_id, 3, SHA, "CN=server")
+    before = state(url)
+    with pytest.raises(VersionAlreadySignedError, match="version 3 already signed") as equal:
+        replica.record_signature(record.key_id, 3, SHA, "CN=server")
+    assert equal.value.highest == 3
+    with pytest.raises(RollbackRefusedError, match=f"{record.key_id}.*version 3.*lower version 2"):
+        replica.record_signature(record.key_id, 2, SHA, "CN=server")
+    assert state(url) == before
+    replica.record_signature(record.key_id, 4, SHA, "CN=server")
+    assert store.get_key(record.key_id).max_signed_version == 4  # type: ignore[union-attr]
+    with pytest.raises(KeyNotFoundError):
+        store.record_signature("0" * 64, 1, SHA, "CN=server")
+
+
+def test_replicas_racing_on_one_version_exactly_one_wins(replicas: Callable[[], KeyStore], url: str) -> None:
+    workers = [replicas() for _ in range(4)]
+    record = workers[0].create_key(COLLECTION, "timestamp")
+    barrier = threading.Barrier(len(workers))
+    outcomes: list[str] = []
+
+    def claim(store: KeyStore) -> None:
+        barrier.wait()
+        try:
+            store.record_signature(record.key_id, 7, SHA, "CN=server")
+            outcomes.append("won")
+        except VersionAlreadySignedError:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=claim, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["lost"] * 3 + ["won"]
+    assert len(raw_query(url, "SELECT * FROM signer_audit WHERE version = 7")) == 1
+
+
+def test_audit_rows_are_appended_and_cannot_be_changed(store: KeyStore, url: str) -> None:
+    record = store.create_key(COLLECTION, "snapshot")
+    store.record_signature(record.key_id, 1, "11" * 32, "CN=tufnotary-server")
+    store.record_signature(record.key_id, 2, "22" * 32, "CN=tufnotary-server")
+    entries = store.audit_entries(key_id=record.key_id)
+    assert [(e.version, e.payload_sha256, e.collection, e.role, e.client_subject) for e in entries] == [
+        (1, "11" * 32, COLLECTION, "snapshot", "CN=tufnotary-server"),
+        (2, "22" * 32, COLLECTION, "snapshot", "CN=tufnotary-server"),
+    ]
+    assert store.audit_entries(collection="someone/else") == []
+    for statement in ("UPDATE signer_audit SET version = 99", "DELETE FROM signer_audit"):
+        with pytest.raises(Exception, match="append-only"):
+            raw_query(url, statement)
+    store.delete_key(record.key_id)
+    assert len(store.audit_entries(collection=COLLECTION)) == 2  # deleting a key keeps what it signed
+
+
+def test_rotation_pending_key_becomes_active_on_first_signature(store: KeyStore, url: str) -> None:
+    old = store.create_key(COLLECTION, "timestamp")
+    store.record_signature(old.key_id, 5, SHA, "CN=server")
+    new = store.rotate_key(COLLECTION, "timestamp", "ecdsa-sha2-nistp256")
+    assert new.state == "pending" and new.max_signed_version == 5 and new.scheme == "ecdsa-sha2-nistp256"
+    assert store.rotate_key(COLLECTION, "timestamp") == new  # idempotent while pending
+    assert store.get_active(COLLECTION, "timestamp") == old
+    assert [(k.key_id, k.state) for k in store.list_keys(COLLECTION)] == [(old.key_id, "active"), (new.key_id, "pending")]
+
+    store.record_signature(old.key_id, 6, SHA, "CN=server")  # the old key keeps working until the switch
+    before = state(url)
+    with pytest.raises(VersionAlreadySignedError):  # the pending key must go above the active key's mark
+        store.record_signature(new.key_id, 6, SHA, "CN=server")
+    assert state(url) == before
+
+    store.signer_for(new.key_id)
+    store.record_signature(new.key_id, 7, SHA, "CN=server")
+    assert store.get_active(COLLECTION, "timestamp") == new
+    assert {k.key_id: k.state for k in store.list_keys(COLLECTION)} == {old.key_id: "retired", new.key_id: "active"}
+    with pytest.raises(KeyRetiredError):
+        store.signer_for(old.key_id)
+    with pytest.raises(KeyRetiredError):
+        store.record_signature(old.key_id, 8, SHA, "CN=server")
+
+
+def test_rotate_without_an_active_key_creates_one(store: KeyStore) -> None:
+    record = store.rotate_key(COLLECTION, "snapshot")
+    assert record.state == "active" and store.get_active(COLLECTION, "snapshot") == record
+
+
+def test_retired_key_never_signs_again_and_stays_listed(store: KeyStore) -> None:
+    record = store.create_key(COLLECTION, "timestamp")
+    assert store.retire_key(record.key_id) is True
+    assert store.retire_key(record.key_id) is False
+    assert store.get_active(COLLECTION, "timestamp") is None
+    assert [(k.key_id, k.state) for k in store.list_keys(COLLECTION)] == [(record.key_id, "retired")]
+    with pytest.raises(KeyRetiredError):
+        store.signer_for(record.key_id)
+    with pytest.raises(KeyRetiredError):
+        store.record_signature(record.key_id, 1, SHA, "CN=server")
+    assert store.create_key(COLLECTION, "timestamp").key_id != record.key_id
+
+
+@pytest.mark.parametrize(
+    "collection, role, algorithm",
+    [("", "timestamp", "ed25519"), ("../etc", "timestamp", "ed25519"), (COLLECTION, "root", "ed25519"),
+     (COLLECTION, "targets", "ed25519"), (COLLECTION, "timestamp", "dsa-sha1")],
+)
+def test_invalid_create_is_refused_and_stores_nothing(
+    store: KeyStore, url: str, collection: str, role: str, algorithm: str
+) -> None:
+    with pytest.raises(InvalidRequestError):
+        store.create_key(collection, role, algorithm)
+    with pytest.raises(InvalidRequestError):
+        store.rotate_key(collection, role, algorithm)
+    assert raw_query(url, "SELECT * FROM signer_keys") == []
+
+
+def test_unknown_key(store: KeyStore) -> None:
+    assert store.get_key("0" * 64) is None
+    assert store.delete_key("0" * 64) is False
+    assert store.retire_key("0" * 64) is False
+    with pytest.raises(KeyNotFoundError):
+        store.signer_for("0" * 64)
+
+
+def test_ping_answers_while_the_store_is_reachable(store: KeyStore) -> None:
+    store.ping()
