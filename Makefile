@@ -9,7 +9,7 @@ STATE ?= .state
 PORT ?= 4443
 SIGNER_PORT ?= 7899
 
-.PHONY: run test venv system-deps proto clean
+.PHONY: run test venv system-deps interop-deps proto clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,19 @@ venv: $(VENV)/.installed
 system-deps:
 	@bash tests/system-deps.sh
 
+# tuf-js, an independent TUF client the interoperability tests run (lockfile in tests/e2e/tufjs).
+TUFJS := tests/e2e/tufjs
+interop-deps:
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	@[ -d $(TUFJS)/node_modules/tuf-js ] || npm ci --prefix $(TUFJS) --silent --no-audit --no-fund
+
 proto: venv
 	@bash proto/gen.sh $(PY)
 
 run: venv
 	@$(VENV)/bin/tufnotary-server dev --state-dir $(STATE) --port $(PORT) --signer-port $(SIGNER_PORT)
 
-test: venv system-deps
+test: venv system-deps interop-deps
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "pytest collected no tests (exit 5)"; rc=0; fi; exit $$rc
 
