@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from tufnotary.client.errors import ClientError, PassphraseError
 
 if TYPE_CHECKING:
+    from tufnotary.client.admin import Admin
+    from tufnotary.client.config import ClientConfig
     from tufnotary.client.consumer import Consumer
     from tufnotary.client.keys import KeyStore
     from tufnotary.client.publisher import Publisher
@@ -25,12 +27,16 @@ if TYPE_CHECKING:
 PASSPHRASE_ENV = "TUFNOTARY_PASSPHRASE"
 TRUST_DIR_ENV = "TUFNOTARY_TRUST_DIR"
 SERVER_ENV = "TUFNOTARY_SERVER"
+CONFIG_ENV = "TUFNOTARY_CONFIG"
 
 
 class TerminalPassphrases:
-    """Passphrases from $TUFNOTARY_PASSPHRASE, else asked on the terminal (twice for new keys).
+    """Passphrases from the environment, else asked on the terminal (twice for new keys).
 
-    Within one command a passphrase is asked once per key, and once for all new keys.
+    `TUFNOTARY_PASSPHRASE_<first 16 hex digits of the key id>` is the passphrase of that key
+    (for a command that signs with several keys protected by different passphrases), else
+    `TUFNOTARY_PASSPHRASE` for every key. The prompt names the key id. Within one command a
+    passphrase is asked once per key, and once for all new keys.
     """
 
     def __init__(self) -> None:
@@ -47,7 +53,7 @@ class TerminalPassphrases:
         return getpass.getpass(prompt)
 
     def __call__(self, keyid: str, new: bool) -> str:
-        env = os.environ.get(PASSPHRASE_ENV)
+        env = os.environ.get(f"{PASSPHRASE_ENV}_{keyid[:16]}", os.environ.get(PASSPHRASE_ENV))
         if env is not None:
             return env
         if keyid in self._by_keyid:
@@ -80,10 +86,29 @@ class Context:
 
         return KeyStore(self.trust, TerminalPassphrases())
 
+    def config(self) -> ClientConfig:
+        from tufnotary.client.config import load_config
+
+        if self.args.config is not None:
+            return load_config(Path(self.args.config), required=True)
+        return load_config(self.trust.root / "config.toml")
+
     def consumer(self) -> Consumer:
         from tufnotary.client.consumer import Consumer
 
-        return Consumer(self.trust, self.server_url, socket_timeout=int(self.args.timeout))
+        return Consumer(
+            self.trust, self.server_url, socket_timeout=int(self.args.timeout),
+            policy=self.config().policy,
+        )
+
+    def admin(self) -> Admin:
+        from tufnotary.client.admin import Admin
+
+        return Admin(self.publisher())
+
+    def save_path(self) -> Path | None:
+        save = getattr(self.args, "save", None)
+        return Path(save) if save else None
 
     def publisher(self) -> Publisher:
         from tufnotary.client.http import HttpConfig, ServerClient
@@ -97,14 +122,104 @@ def _out(line: str) -> None:
     print(line)
 
 
+def _warn(line: str) -> None:
+    print(f"tufnotary: warning: {line}", file=sys.stderr)
+
+
+def _report_submit(result: Any, done: str) -> None:
+    """Print what a published or saved draft did."""
+    if result.saved is not None:
+        _out(f"saved a signing request for {result.draft.summary} to {result.saved}")
+        for keyid in result.signed_by:
+            _out(f"signed with local key {keyid}")
+        if result.missing:
+            for missing in result.missing:
+                _out(f"still needed: {missing.describe()}")
+            _out(
+                f"next: each holder runs 'tufnotary sign --add-signature {result.saved}', then "
+                f"'tufnotary publish {result.draft.collection} --from {result.saved}'"
+            )
+        else:
+            _out(f"every threshold is met: 'tufnotary publish {result.draft.collection} "
+                 f"--from {result.saved}' uploads it")
+        return
+    versions = ", ".join(f"{r} {v}" for r, v in sorted(result.versions.items()))
+    _out(f"{done} ({versions})" if versions else done)
+
+
 def _target_summary(hashes: dict[str, str], length: int) -> str:
     algo = "sha256" if "sha256" in hashes else sorted(hashes)[0]
     return f"{length} bytes, {algo}:{hashes[algo]}"
 
 
 def cmd_key_generate(ctx: Context) -> int:
-    key = ctx.keys().generate(ctx.args.type)
+    key = ctx.keys().generate(ctx.args.type, ctx.args.bits)
     _out(key.keyid)
+    return 0
+
+
+def cmd_key_export(ctx: Context) -> int:
+    key = ctx.keys().public_key(ctx.args.keyid)
+    _out(json.dumps({"keyid": key.keyid, **key.to_dict()}, indent=2, sort_keys=True))
+    return 0
+
+
+def _keys_from(ctx: Context, refs: Sequence[str] | None) -> list[Any]:
+    store = ctx.keys()
+    return [store.resolve(ref) for ref in refs or []]
+
+
+def cmd_key_add(ctx: Context) -> int:
+    a = ctx.args
+    keys = _keys_from(ctx, a.key)
+    result = ctx.admin().key_add(a.collection, a.role, keys, a.threshold, ctx.save_path())
+    _report_submit(result, f"added {', '.join(k.keyid for k in keys)} to {a.role} of {a.collection}")
+    return 0
+
+
+def cmd_key_remove(ctx: Context) -> int:
+    a = ctx.args
+    result = ctx.admin().key_remove(a.collection, a.role, a.keyid, a.threshold, ctx.save_path())
+    _report_submit(result, f"removed {a.keyid} from {a.role} of {a.collection}")
+    return 0
+
+
+def cmd_key_rotate(ctx: Context) -> int:
+    from tufnotary.client.errors import UsageError
+
+    a = ctx.args
+    if a.server_managed or a.client_managed:
+        raise UsageError(
+            "rotating the server-managed timestamp/snapshot keys, or moving snapshot to the "
+            "publisher, needs server support that does not exist yet; see "
+            "docs/runbooks/key-compromise.md for what to do meanwhile"
+        )
+    if a.key is not None and a.type is not None:
+        raise UsageError("give either --key (a key of your choice) or --type (a new key), not both")
+    new_key = ctx.keys().resolve(a.key) if a.key is not None else None
+    result, old, new = ctx.admin().rotate(
+        a.collection, a.role, new_key, a.type, a.old, ctx.save_path()
+    )
+    _report_submit(result, f"rotated {a.role} of {a.collection}: {old} -> {new}")
+    return 0
+
+
+def cmd_key_revoke(ctx: Context) -> int:
+    a = ctx.args
+    replacement = ctx.keys().resolve(a.replace_with) if a.replace_with else None
+    result = ctx.admin().revoke(a.collection, a.keyid, replacement, ctx.save_path())
+    _report_submit(
+        result.submitted, f"revoked {a.keyid} in {a.collection} (roles: {', '.join(result.roles)})"
+    )
+    if result.replacement:
+        _out(f"new key {result.replacement} replaces it where the threshold needed a key")
+    if not result.signed:
+        _out(f"key {a.keyid} signed no target in the stored history")
+    else:
+        _out(f"targets signed by {a.keyid} (review them):")
+    for t in result.signed:
+        _out(f"  {t.path}  {_target_summary(t.hashes, 0).split(', ', 1)[1]}  "
+             f"({t.role} version {t.version})")
     return 0
 
 
@@ -115,13 +230,21 @@ def cmd_key_list(ctx: Context) -> int:
 
 
 def cmd_init(ctx: Context) -> int:
+    a = ctx.args
+    expiry = {}
+    if a.root_expiry_days is not None:
+        expiry["root"] = a.root_expiry_days
+    if a.targets_expiry_days is not None:
+        expiry["targets"] = a.targets_expiry_days
     result = ctx.publisher().init(
-        ctx.args.collection, ctx.args.root_key, ctx.args.targets_key, ctx.args.type
+        a.collection, a.root_key, a.targets_key, a.type, a.bins, expiry
     )
     _out(
         f"initialised {result.collection}: root key {result.root_keyid}, "
         f"targets key {result.targets_keyid}"
     )
+    if result.bins_keyid:
+        _out(f"{a.bins} hash bins (bins-*), signed by key {result.bins_keyid}")
     return 0
 
 
@@ -139,37 +262,172 @@ def cmd_add(ctx: Context) -> int:
         info = target_from_digest(a.target, a.digest, a.length, custom)
     else:
         raise UsageError("give FILE, or --digest ALGO:HEX together with --length N")
-    ctx.publisher().stage_add(a.collection, info)
-    _out(f"staged add {info.path} ({_target_summary(info.hashes, info.length)})")
+    ctx.publisher().stage_add(a.collection, info, a.role)
+    _out(f"staged add {info.path} ({_target_summary(info.hashes, info.length)})"
+         + (f" for {a.role}" if a.role else ""))
     return 0
 
 
 def cmd_remove(ctx: Context) -> int:
-    ctx.publisher().stage_remove(ctx.args.collection, ctx.args.target)
+    ctx.publisher().stage_remove(ctx.args.collection, ctx.args.target, ctx.args.role)
     _out(f"staged remove {ctx.args.target}")
     return 0
 
 
+def _print_staged(ctx: Context) -> None:
+    publisher = ctx.publisher()
+    c = ctx.args.collection
+    any_staged = False
+    for role in [None, *ctx.trust.staged_roles(c)]:
+        staged = publisher.staged(c, role)
+        suffix = f"  [{role}]" if role else ""
+        for path, change in sorted(staged.changes.items()):
+            any_staged = True
+            if change is None:
+                _out(f"remove {path}{suffix}")
+            else:
+                _out(f"add    {path} ({_target_summary(change['hashes'], change['length'])}){suffix}")
+    if not any_staged:
+        _out(f"no staged changes for {c}")
+
+
 def cmd_status(ctx: Context) -> int:
-    staged = ctx.publisher().staged(ctx.args.collection)
-    if not staged.changes:
-        _out(f"no staged changes for {ctx.args.collection}")
-    for path, change in sorted(staged.changes.items()):
-        if change is None:
-            _out(f"remove {path}")
-        else:
-            _out(f"add    {path} ({_target_summary(change['hashes'], change['length'])})")
+    from datetime import datetime, timezone
+
+    _print_staged(ctx)
+    if not ctx.trust.is_owner(ctx.args.collection) and not ctx.trust.has_pinned_root(
+        ctx.args.collection
+    ):
+        return 0
+    warn_days = ctx.args.warn_days
+    if warn_days is None:
+        warn_days = ctx.config().expiry_warning_days
+    rows = ctx.admin().status(ctx.args.collection, warn_days, ctx.args.all_bins)
+    now = datetime.now(timezone.utc)
+    _out(f"{'role':<24} {'version':>7}  {'expires':<20}  signatures")
+    for r in rows:
+        days = (r.expires - now).total_seconds() / 86400
+        when = f"{r.expires:%Y-%m-%dT%H:%M:%SZ}"
+        signers = ", ".join(k[:16] for k in r.signed_by) or "none"
+        _out(f"{r.role:<24} {r.version:>7}  {when:<20}  {len(r.signed_by)} of {r.threshold} "
+             f"needed: {signers}")
+        fix = (
+            "the server renews it; check the server and signer"
+            if r.role in ("timestamp", "snapshot")
+            else f"run 'tufnotary bump-expiry {ctx.args.collection} "
+                 f"{r.role.split(' ')[0].removesuffix('-*')} --days N'"
+        )
+        if r.expired:
+            _warn(f"{r.role} of {ctx.args.collection} EXPIRED {-days:.1f} days ago: clients "
+                  f"refuse it; {fix}")
+        elif r.warn:
+            _warn(f"{r.role} of {ctx.args.collection} expires in {days:.1f} days "
+                  f"(warning window {warn_days:g} days): {fix}")
     return 0
 
 
 def cmd_publish(ctx: Context) -> int:
-    result = ctx.publisher().publish(ctx.args.collection)
+    from tufnotary.client.errors import UsageError
+
+    a = ctx.args
+    publisher = ctx.publisher()
+    if a.from_file is not None:
+        if a.role is not None or a.save is not None:
+            raise UsageError("--from publishes a signing request as it is: no --role or --save")
+        done = publisher.publish_request(a.collection, Path(a.from_file))
+        _report_submit(done, f"published {done.draft.summary}")
+        return 0
+    result = publisher.publish(a.collection, a.role, ctx.save_path())
+    if result.saved is not None:
+        _report_submit(result.submitted, "")
+        return 0
+    role = a.role or "targets"
+    changed = [r for r in result.roles if r != role]
     _out(
-        f"published {result.collection}: targets version {result.targets_version} "
+        f"published {result.collection}: {role} version {result.targets_version} "
         f"({len(result.added)} added, {len(result.removed)} removed)"
+        + (f"; re-signed {len(changed)} hash bin(s)" if changed and a.role is None else "")
     )
     for path in result.not_present:
         _out(f"note: {path} was staged for removal but was not signed")
+    return 0
+
+
+def cmd_sign(ctx: Context) -> int:
+    from tufnotary.client.draft import Draft
+    from tufnotary.client.errors import UsageError
+
+    a = ctx.args
+    if a.prepare is not None:
+        collection, role = a.prepare
+        draft, _ = ctx.publisher().prepare_publish(
+            collection, None if role == "targets" else role
+        )
+        if a.out:
+            Path(a.out).write_text(draft.to_json())
+        else:
+            sys.stdout.write(draft.to_json())
+        for missing in draft.missing():
+            print(f"tufnotary: needs {missing.describe()}", file=sys.stderr)
+        return 0
+    if a.add_signature is None:
+        raise UsageError("give --prepare COLLECTION ROLE or --add-signature FILE")
+    path = Path(a.add_signature)
+    try:
+        draft = Draft.from_json(path.read_text(), str(path))
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from e
+    used = draft.sign_with(ctx.keys(), set(a.key) if a.key else None)
+    path.write_text(draft.to_json())
+    if not used:
+        _out(f"no local key can add a signature to {path}")
+    for keyid in used:
+        _out(f"signed {path} with key {keyid}")
+    missing = draft.missing()
+    for m in missing:
+        _out(f"still needed: {m.describe()}")
+    if not missing:
+        _out(f"every threshold is met: run 'tufnotary publish {draft.collection} --from {path}'")
+    return 0
+
+
+def cmd_delegation_add(ctx: Context) -> int:
+    a = ctx.args
+    keys = _keys_from(ctx, a.key)
+    result = ctx.admin().delegation_add(
+        a.collection, a.role, keys, a.threshold, a.paths, a.terminating, a.parent, ctx.save_path()
+    )
+    _report_submit(result, f"delegated {', '.join(a.paths)} to {a.role} in {a.collection}")
+    return 0
+
+
+def cmd_delegation_remove(ctx: Context) -> int:
+    a = ctx.args
+    result = ctx.admin().delegation_remove(a.collection, a.role, ctx.save_path())
+    _report_submit(result, f"removed the delegation to {a.role} in {a.collection}")
+    return 0
+
+
+def cmd_delegation_list(ctx: Context) -> int:
+    rows = ctx.admin().delegation_list(ctx.args.collection)
+    if not rows:
+        _out(f"{ctx.args.collection} has no delegations")
+    for d in rows:
+        keys = ", ".join(k[:16] for k in d.keyids)
+        if d.bins:
+            _out(f"{d.role}-*  ({d.bins} hash bins) from {d.parent}: threshold {d.threshold} of "
+                 f"[{keys}]")
+            continue
+        version = f"version {d.version}" if d.version is not None else "not published"
+        _out(f"{d.role}  from {d.parent}: paths {', '.join(d.paths)}; threshold {d.threshold} of "
+             f"[{keys}]{'; terminating' if d.terminating else ''}; {version}")
+    return 0
+
+
+def cmd_bump_expiry(ctx: Context) -> int:
+    a = ctx.args
+    result = ctx.admin().bump_expiry(a.collection, a.role, a.days, ctx.save_path())
+    _report_submit(result, f"{a.role} of {a.collection} now expires in {a.days:g} days")
     return 0
 
 
@@ -181,16 +439,30 @@ def _consumer_with_root(ctx: Context) -> Consumer:
 
 
 def cmd_list(ctx: Context) -> int:
-    listing = _consumer_with_root(ctx).list_targets(ctx.args.collection)
+    c = ctx.args.collection
+    owner = ctx.trust.is_owner(c)
+    listing = _consumer_with_root(ctx).list_targets(c, lenient=owner)
+    for role in listing.expired:
+        _warn(
+            f"{role} of {c} has EXPIRED: consumers refuse it, and this listing is shown only "
+            f"because you own the collection. Repair: 'tufnotary bump-expiry {c} {role} --days 90'"
+        )
     for path, info in sorted(listing.targets.items()):
-        _out(f"{path}  {_target_summary(info.hashes, info.length)}")
+        role = listing.roles.get(path, "targets")
+        _out(f"{path}  {_target_summary(info.hashes, info.length)}"
+             + (f"  [{role}]" if role != "targets" and not listing.bins else ""))
     for role, paths in sorted(listing.delegations.items()):
         _out(f"delegated role {role}: {', '.join(paths)}")
+    if listing.bins:
+        _out(f"hash bins: {listing.bins}")
+    for role in listing.unpublished:
+        _out(f"note: delegated role {role} has not published metadata yet")
     return 0
 
 
 def cmd_lookup(ctx: Context) -> int:
-    info = _consumer_with_root(ctx).lookup(ctx.args.collection, ctx.args.target)
+    info = _consumer_with_root(ctx).lookup(ctx.args.collection, ctx.args.target,
+                                           ctx.args.require_role or ())
     doc: dict[str, Any] = {"name": info.path, "length": info.length, "hashes": info.hashes}
     if info.custom is not None:
         doc["custom"] = info.custom
@@ -200,8 +472,10 @@ def cmd_lookup(ctx: Context) -> int:
 
 def cmd_verify(ctx: Context) -> int:
     a = ctx.args
-    info = _consumer_with_root(ctx).verify(a.collection, a.target, Path(a.file))
-    _out(f"OK: {a.file} is {a.target} in {a.collection} ({_target_summary(info.hashes, info.length)})")
+    info = _consumer_with_root(ctx).verify(a.collection, a.target, Path(a.file),
+                                           a.require_role or ())
+    _out(f"OK: {a.file} is {a.target} in {a.collection} ({_target_summary(info.hashes, info.length)})"
+         + (f", signed by {', '.join(a.require_role)}" if a.require_role else ""))
     return 0
 
 
@@ -213,6 +487,17 @@ def cmd_delete(ctx: Context) -> int:
     ctx.publisher().delete(ctx.args.collection)
     _out(f"deleted {ctx.args.collection}")
     return 0
+
+
+KEY_TYPE_CHOICES = ["ed25519", "ecdsa", "ecdsa-p256", "ecdsa-p384", "rsa"]
+
+
+def _save_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--save", metavar="FILE",
+        help="do not publish: write a signing request (signed with the local keys) for other "
+             "key holders ('tufnotary sign --add-signature FILE', then 'publish --from FILE')",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,26 +514,77 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(TRUST_DIR_ENV, str(Path("~/.tufnotary").expanduser())),
         help=f"trust directory (env {TRUST_DIR_ENV}; default %(default)s)",
     )
+    parser.add_argument(
+        "--config", metavar="FILE", default=os.environ.get(CONFIG_ENV),
+        help=f"consumer configuration (env {CONFIG_ENV}; default <trust-dir>/config.toml)",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    key = sub.add_parser("key", help="manage local signing keys")
+    key = sub.add_parser("key", help="local signing keys, and the keys of a collection's roles")
     key_sub = key.add_subparsers(dest="key_command", required=True, metavar="KEYCOMMAND")
     gen = key_sub.add_parser("generate", help="create a key; prints its key id")
-    gen.add_argument("--type", choices=["ed25519", "ecdsa", "rsa"], default="ed25519")
+    gen.add_argument("--type", choices=KEY_TYPE_CHOICES, default="ed25519")
+    gen.add_argument("--bits", type=int, default=3072, help="RSA key size (>= 3072)")
     gen.set_defaults(func=cmd_key_generate)
     key_sub.add_parser("list", help="list local keys").set_defaults(func=cmd_key_list)
+    p = key_sub.add_parser("export", help="print a local public key as TUF key JSON")
+    p.add_argument("keyid", metavar="KEYID")
+    p.set_defaults(func=cmd_key_export)
 
-    def collection_parser(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
+    key_ref = "a local key id, a TUF public key JSON file, or a PEM public key file"
+    p = key_sub.add_parser("add", help="add keys to a role (e.g. for m-of-n or a new algorithm)")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("role", metavar="ROLE", help="root, targets, a delegated role, or 'bins'")
+    p.add_argument("--key", action="append", required=True, metavar="KEY", help=key_ref)
+    p.add_argument("--threshold", type=int, help="new signature threshold of the role")
+    _save_option(p)
+    p.set_defaults(func=cmd_key_add)
+
+    p = key_sub.add_parser("remove", help="remove one key from one role")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("role", metavar="ROLE")
+    p.add_argument("keyid", metavar="KEYID")
+    p.add_argument("--threshold", type=int, help="new signature threshold of the role")
+    _save_option(p)
+    p.set_defaults(func=cmd_key_remove)
+
+    p = key_sub.add_parser("rotate", help="replace a role's key (root: signed by old and new keys)")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("role", metavar="ROLE", help="root, targets, a delegated role, or 'bins'")
+    p.add_argument("--key", metavar="KEY", help=f"the new key: {key_ref}")
+    p.add_argument("--type", choices=KEY_TYPE_CHOICES, help="type of a new generated key")
+    p.add_argument("--old", metavar="KEYID", help="the key to replace when the role has several "
+                   "(e.g. a lost root key)")
+    p.add_argument("--server-managed", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--client-managed", action="store_true", help=argparse.SUPPRESS)
+    _save_option(p)
+    p.set_defaults(func=cmd_key_rotate)
+
+    p = key_sub.add_parser("revoke", help="remove a leaked key from every role, re-sign, publish, "
+                           "and list every target it signed")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("keyid", metavar="KEYID")
+    p.add_argument("--replace-with", metavar="KEY",
+                   help=f"key added where a threshold needs one ({key_ref}); default: a new key")
+    _save_option(p)
+    p.set_defaults(func=cmd_key_revoke)
+
+    def collection_parser(name: str, help: str, parent: Any = sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help)
         p.add_argument("collection", metavar="COLLECTION")
         return p
 
     p = collection_parser("init", "create a collection on the server and pin its root")
-    p.add_argument("--root-key", metavar="KEYID", help="existing local key for root")
-    p.add_argument("--targets-key", metavar="KEYID", help="existing local key for targets")
-    p.add_argument("--type", choices=["ed25519", "ecdsa", "rsa"], default="ed25519",
+    p.add_argument("--root-key", metavar="KEY", help="existing key for root")
+    p.add_argument("--targets-key", metavar="KEY", help="existing key for targets")
+    p.add_argument("--type", choices=KEY_TYPE_CHOICES, default="ed25519",
                    help="type of keys created by init (default %(default)s)")
+    p.add_argument("--bins", type=int, default=0, metavar="N",
+                   help="delegate all targets to N hash bins (TAP 15), a power of two")
+    p.add_argument("--root-expiry-days", type=float, metavar="DAYS", help="default 365")
+    p.add_argument("--targets-expiry-days", type=float, metavar="DAYS",
+                   help="targets and delegated roles; default 90")
     p.set_defaults(func=cmd_init)
 
     p = collection_parser("add", "stage a target (a file, or a digest and length)")
@@ -257,14 +593,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digest", metavar="ALGO:HEX", help="e.g. sha256:<hex> of an OCI manifest")
     p.add_argument("--length", type=int, metavar="N", help="length in bytes (with --digest)")
     p.add_argument("--custom", metavar="JSON", help="custom data stored with the target")
+    p.add_argument("--role", metavar="ROLE", help="stage for this delegated role")
     p.set_defaults(func=cmd_add)
 
     p = collection_parser("remove", "stage the removal of a target")
     p.add_argument("target", metavar="TARGET")
+    p.add_argument("--role", metavar="ROLE", help="stage for this delegated role")
     p.set_defaults(func=cmd_remove)
 
-    collection_parser("status", "show staged changes").set_defaults(func=cmd_status)
-    collection_parser("publish", "sign and upload staged changes").set_defaults(func=cmd_publish)
+    p = collection_parser("status", "staged changes; each role's version, expiry and signers")
+    p.add_argument("--warn-days", type=float, metavar="DAYS",
+                   help="warn about roles expiring within DAYS (default: config, else 30)")
+    p.add_argument("--all-bins", action="store_true", help="one line per hash bin")
+    p.set_defaults(func=cmd_status)
+
+    p = collection_parser("publish", "sign and upload staged changes (or a signing request)")
+    p.add_argument("--role", metavar="ROLE", help="publish the changes staged for this role")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="upload a signing request whose thresholds are met")
+    _save_option(p)
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("sign", help="threshold signing ceremony across key holders")
+    p.add_argument("--prepare", nargs=2, metavar=("COLLECTION", "ROLE"),
+                   help="print a signing request for the changes staged for ROLE")
+    p.add_argument("--out", metavar="FILE", help="with --prepare: write to FILE, not stdout")
+    p.add_argument("--add-signature", metavar="FILE",
+                   help="sign FILE in place with every qualifying local key")
+    p.add_argument("--key", action="append", metavar="KEYID",
+                   help="with --add-signature: sign only with these local keys")
+    p.set_defaults(func=cmd_sign)
+
+    delegation = sub.add_parser("delegation", help="delegate target paths to other signers")
+    d_sub = delegation.add_subparsers(dest="delegation_command", required=True, metavar="SUBCOMMAND")
+    p = collection_parser("add", "delegate paths to a new role", d_sub)
+    p.add_argument("role", metavar="ROLE")
+    p.add_argument("--key", action="append", required=True, metavar="KEY", help=key_ref)
+    p.add_argument("--threshold", type=int, default=1)
+    p.add_argument("--paths", nargs="+", required=True, metavar="GLOB")
+    p.add_argument("--terminating", action="store_true",
+                   help="clients stop searching other roles for these paths")
+    p.add_argument("--parent", default="targets", metavar="ROLE", help="delegating role")
+    _save_option(p)
+    p.set_defaults(func=cmd_delegation_add)
+    p = collection_parser("remove", "remove a delegation", d_sub)
+    p.add_argument("role", metavar="ROLE")
+    _save_option(p)
+    p.set_defaults(func=cmd_delegation_remove)
+    collection_parser("list", "list delegations", d_sub).set_defaults(func=cmd_delegation_list)
+
+    p = collection_parser("bump-expiry", "renew a role's expiry, re-sign and publish")
+    p.add_argument("role", metavar="ROLE", help="root, targets, a delegated role, or 'bins'")
+    p.add_argument("--days", type=float, required=True)
+    _save_option(p)
+    p.set_defaults(func=cmd_bump_expiry)
 
     for name, help, func in (
         ("list", "list trusted targets", cmd_list),
@@ -276,6 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("target", metavar="TARGET")
         if name == "verify":
             p.add_argument("file", metavar="FILE")
+        if name != "list":
+            p.add_argument("--require-role", action="append", metavar="ROLE",
+                           help="this role must sign the same target and hashes too")
         p.add_argument("--root", metavar="FILE", help="root.json to pin on first use")
         p.set_defaults(func=func)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -18,13 +19,16 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PrivateFormat,
     load_pem_private_key,
+    load_pem_public_key,
 )
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from tufnotary.client.errors import ClientError, KeyNotFoundError, PassphraseError, UsageError
 from tufnotary.client.trustdir import TrustDir, write_file_atomic
 
-KEY_TYPES = ("ed25519", "ecdsa", "rsa")
+# --type values: ed25519, ECDSA on P-256 ("ecdsa" is an alias) or P-384, RSA-PSS (>= 3072 bits).
+KEY_TYPES = ("ed25519", "ecdsa", "ecdsa-p256", "ecdsa-p384", "rsa")
+MIN_RSA_BITS = 3072
 
 
 class PassphraseProvider(Protocol):
@@ -40,14 +44,21 @@ class KeyInfo:
     scheme: str
 
 
-def _generate(keytype: str) -> tuple[PrivateKeyTypes, SSlibKey]:
+def _generate(keytype: str, rsa_bits: int = MIN_RSA_BITS) -> tuple[PrivateKeyTypes, SSlibKey]:
     private: PrivateKeyTypes
     if keytype == "ed25519":
         private, scheme = ed25519.Ed25519PrivateKey.generate(), "ed25519"
-    elif keytype == "ecdsa":
+    elif keytype in ("ecdsa", "ecdsa-p256"):
         private, scheme = ec.generate_private_key(ec.SECP256R1()), "ecdsa-sha2-nistp256"
+    elif keytype == "ecdsa-p384":
+        private, scheme = ec.generate_private_key(ec.SECP384R1()), "ecdsa-sha2-nistp384"
     elif keytype == "rsa":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        if rsa_bits < MIN_RSA_BITS:
+            raise UsageError(
+                f"RSA keys must have at least {MIN_RSA_BITS} bits (asked for {rsa_bits}): "
+                "shorter keys are no longer considered safe"
+            )
+        private = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
         scheme = "rsassa-pss-sha256"
     else:
         raise UsageError(f"unknown key type {keytype!r}: choose one of {', '.join(KEY_TYPES)}")
@@ -61,9 +72,9 @@ class KeyStore:
         self._trust = trust
         self._passphrases = passphrases
 
-    def generate(self, keytype: str = "ed25519") -> SSlibKey:
+    def generate(self, keytype: str = "ed25519", rsa_bits: int = MIN_RSA_BITS) -> SSlibKey:
         """Create a key pair, store it encrypted, and return its public key."""
-        private, public = _generate(keytype)
+        private, public = _generate(keytype, rsa_bits)
         passphrase = self._passphrases(public.keyid, True)
         if not passphrase:
             raise PassphraseError("an empty passphrase is not allowed for a new key")
@@ -91,6 +102,17 @@ class KeyStore:
         except (OSError, ValueError, KeyError) as e:
             raise ClientError(f"cannot read public key {path}: {e}") from e
 
+    def has_private(self, keyid: str) -> bool:
+        return (self._trust.private_dir / f"{keyid}.pem").exists() and (
+            self._trust.public_dir / f"{keyid}.json"
+        ).exists()
+
+    def resolve(self, ref: str) -> SSlibKey:
+        """A public key from a local key id, a TUF key JSON file, or a PEM public key file."""
+        if self.has_private(ref):
+            return self.public_key(ref)
+        return load_public_key_file(Path(ref))
+
     def list(self) -> list[KeyInfo]:
         if not self._trust.private_dir.is_dir():
             return []
@@ -115,3 +137,45 @@ class KeyStore:
             return CryptoSigner(private, public)  # type: ignore[arg-type]
         except ValueError as e:
             raise ClientError(f"key {keyid}: private and public key files do not match") from e
+
+
+def _scheme_for(public: object) -> str:
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return {256: "ecdsa-sha2-nistp256", 384: "ecdsa-sha2-nistp384"}.get(
+            public.curve.key_size, ""
+        )
+    if isinstance(public, rsa.RSAPublicKey):
+        return "rsassa-pss-sha256"
+    return ""
+
+
+def load_public_key_file(path: Path) -> SSlibKey:
+    """A public key from a file: a TUF key dict (JSON, optionally with "keyid") or a PEM key."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise KeyNotFoundError(
+            f"{path} is neither a local key id nor a readable public key file: {e.strerror}"
+        ) from e
+    if data.lstrip().startswith(b"{"):
+        try:
+            d = json.loads(data)
+            d.pop("keyid", None)
+            key = SSlibKey.from_dict("", d)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UsageError(f"{path} is not a TUF public key: {e}") from e
+        from tufnotary.client.http import tuf_keyid
+
+        return SSlibKey.from_dict(tuf_keyid(key), key.to_dict())
+    try:
+        public = load_pem_public_key(data)
+    except ValueError as e:
+        raise UsageError(f"{path} is neither a TUF key JSON file nor a PEM public key: {e}") from e
+    scheme = _scheme_for(public)
+    if not scheme:
+        raise UsageError(
+            f"{path}: unsupported key; use ed25519, ECDSA P-256/P-384 or RSA >= {MIN_RSA_BITS} bits"
+        )
+    return SSlibKey.from_crypto(public, scheme=scheme)  # type: ignore[arg-type]

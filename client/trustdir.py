@@ -4,7 +4,11 @@
     <trust-dir>/public/<keyid>.json              the matching public keys (TUF key dicts)
     <trust-dir>/collections/<collection>/metadata/   ngclient cache; root.json is the pinned anchor
     <trust-dir>/collections/<collection>/keys.json   local key ids that sign root and targets
-    <trust-dir>/collections/<collection>/staged.json target changes not yet published
+    <trust-dir>/collections/<collection>/staged.json target changes not yet published (targets,
+                                                     or routed to hash bins)
+    <trust-dir>/collections/<collection>/staged/<role>.json   staged changes of a delegated role
+    <trust-dir>/collections/<collection>/settings.json  publisher settings (expiry per role)
+    <trust-dir>/config.toml                      consumer policy (see `config.py`)
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tufnotary.client.errors import ClientError, NotInitializedError
 from tufnotary.client.names import check_collection
@@ -70,6 +75,16 @@ class StagedChanges:
         changes: dict[str, dict[str, Any] | None] = dict(d.get("add", {}))
         changes.update({p: None for p in d.get("remove", [])})
         return cls(changes)
+
+
+@dataclass
+class CollectionSettings:
+    """Publisher settings of one collection: metadata lifetime in days per role."""
+
+    expiry_days: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"expiry_days": self.expiry_days}
 
 
 class TrustDir:
@@ -127,8 +142,31 @@ class TrustDir:
         data = json.dumps(keys.to_dict(), indent=2).encode() + b"\n"
         write_file_atomic(self.collection_dir(collection) / "keys.json", data)
 
-    def read_staged(self, collection: str) -> StagedChanges:
-        path = self.collection_dir(collection) / "staged.json"
+    def is_owner(self, collection: str) -> bool:
+        """True when this trust directory initialised `collection` (it publishes it)."""
+        return (self.collection_dir(collection) / "keys.json").exists()
+
+    def staged_path(self, collection: str, role: str | None = None) -> Path:
+        if role is None:
+            return self.collection_dir(collection) / "staged.json"
+        return self.collection_dir(collection) / "staged" / f"{quote(role, safe='')}.json"
+
+    def read_settings(self, collection: str) -> CollectionSettings:
+        path = self.collection_dir(collection) / "settings.json"
+        if not path.exists():
+            return CollectionSettings()
+        d = _read_json(path)
+        try:
+            return CollectionSettings({str(k): float(v) for k, v in d["expiry_days"].items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ClientError(f"{path} is malformed: expected 'expiry_days': {{role: days}}") from e
+
+    def write_settings(self, collection: str, settings: CollectionSettings) -> None:
+        data = json.dumps(settings.to_dict(), indent=2, sort_keys=True).encode() + b"\n"
+        write_file_atomic(self.collection_dir(collection) / "settings.json", data)
+
+    def read_staged(self, collection: str, role: str | None = None) -> StagedChanges:
+        path = self.staged_path(collection, role)
         if not path.exists():
             return StagedChanges()
         try:
@@ -136,8 +174,15 @@ class TrustDir:
         except (AttributeError, TypeError, ValueError) as e:
             raise ClientError(f"{path} is malformed: {e}") from e
 
-    def write_staged(self, collection: str, staged: StagedChanges) -> None:
-        path = self.collection_dir(collection) / "staged.json"
+    def staged_roles(self, collection: str) -> list[str]:
+        """Delegated roles with staged changes."""
+        from urllib.parse import unquote
+
+        d = self.collection_dir(collection) / "staged"
+        return sorted(unquote(p.stem) for p in d.glob("*.json")) if d.is_dir() else []
+
+    def write_staged(self, collection: str, staged: StagedChanges, role: str | None = None) -> None:
+        path = self.staged_path(collection, role)
         if not staged.changes:
             path.unlink(missing_ok=True)
             return

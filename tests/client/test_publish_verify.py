@@ -23,7 +23,12 @@ from tufnotary.client.errors import (
     TargetNotFoundError,
     UsageError,
 )
-from tufnotary.client.publisher import parse_custom, target_from_digest, target_from_file
+from tufnotary.client.publisher import (
+    ThresholdNotMetError,
+    parse_custom,
+    target_from_digest,
+    target_from_file,
+)
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -220,12 +225,16 @@ def test_refused_publish_reports_the_server_error_and_keeps_staged_changes(
     assert client.publisher.publish(COLLECTION).added == ["a"]
 
 
-def test_targets_signed_by_an_untrusted_key_are_refused_locally(client: Client) -> None:
+def test_publish_without_a_trusted_local_targets_key_is_refused_locally(
+    client: Client, fake_server: FakeServer
+) -> None:
     result = client.publisher.init(COLLECTION)
-    keys_file = client.trust.collection_dir(COLLECTION) / "keys.json"
-    keys_file.write_text(json.dumps({"root": [result.root_keyid], "targets": [result.root_keyid]}))
-    with pytest.raises(Exception, match="not trusted for targets|none of the local targets keys"):
+    # Only keys the trusted root lists for targets may sign it: here none is local any more.
+    (client.trust.private_dir / f"{result.targets_keyid}.pem").unlink()
+    uploads_before = len(fake_server.requests)
+    with pytest.raises(ThresholdNotMetError, match=rf"targets: 0 of 1 signature\(s\) required by root; missing 1 from key\(s\) {result.targets_keyid}.*--save FILE"):
         client.publisher.publish(COLLECTION)
+    assert not any(m == "POST" for m, _ in fake_server.requests[uploads_before:])
 
 
 def test_unreachable_server(tmp_path: Path) -> None:

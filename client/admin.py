@@ -1,0 +1,454 @@
+"""Owner and admin workflows on a published collection, each one atomic publish (or signing request).
+
+Delegations (add, remove, list), role keys (add, remove, rotate, revoke with the history of what
+a revoked key signed), expiry (bump, status). Every change is a `Draft` built on verified state
+by `Publisher`; this module decides *what* changes, and refuses early, in words the owner can act
+on, what the server or clients would refuse later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from securesystemslib.signer import Key
+from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Root, SuccinctRoles, Targets
+
+from tufnotary.client.draft import Draft, Requirement
+from tufnotary.client.errors import UsageError
+from tufnotary.client.publisher import Publisher, SubmitResult, role_keys
+from tufnotary.client.trusted import (
+    RoleNotDelegatedError,
+    RoleNotPublishedError,
+    TrustedState,
+    succinct,
+)
+
+SERVER_ROLES = ("timestamp", "snapshot")
+
+
+@dataclass
+class DelegationInfo:
+    role: str
+    parent: str
+    keyids: list[str]
+    threshold: int
+    paths: list[str]
+    terminating: bool
+    version: int | None  # published version, None when not published yet
+    bins: int = 0  # > 0: a TAP 15 hash-bin delegation of that many roles (role is the prefix)
+
+
+@dataclass
+class RoleStatus:
+    role: str
+    version: int
+    expires: datetime
+    threshold: int
+    signed_by: list[str]
+    keyids: list[str]
+    expired: bool
+    warn: bool
+    count: int = 1  # > 1: a summary of that many hash bins (earliest expiry shown)
+
+
+@dataclass
+class SignedTarget:
+    role: str
+    version: int
+    path: str
+    hashes: dict[str, str]
+
+
+@dataclass
+class RevokeResult:
+    submitted: SubmitResult
+    roles: list[str]  # roles whose key lists changed
+    replacement: str | None  # key id added where the threshold needed it
+    signed: list[SignedTarget] = field(default_factory=list)
+
+
+class Admin:
+    """Owner workflows of one trust directory against one server."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.pub = publisher
+
+    # --- shared helpers ---------------------------------------------------------------------
+
+    def _finish(self, state: TrustedState, draft: Draft, save: Path | None) -> SubmitResult:
+        self.pub.set_requirements(state, draft)
+        return self.pub.submit(draft, save)
+
+    def _bins_of(self, state: TrustedState, role: str) -> SuccinctRoles | None:
+        """The succinct delegation when `role` names the bins prefix or one bin."""
+        bins = succinct(state.targets().signed)
+        if bins is not None and (role == bins.name_prefix or bins.is_delegated_role(role)):
+            return bins
+        return None
+
+    def _resign_role(self, state: TrustedState, draft: Draft, role: str) -> None:
+        """Add `role` (or every hash bin, when it is one) to the draft, version + 1."""
+        bins = self._bins_of(state, role)
+        for name in bins.get_roles() if bins is not None else [role]:
+            self.pub.next_version(state, draft, name)
+
+    def _change_keys(
+        self,
+        state: TrustedState,
+        draft: Draft,
+        role: str,
+        add: list[Key],
+        remove: list[str],
+        threshold: int | None = None,
+    ) -> None:
+        """Change the keys that sign `role` in its delegator, and re-sign `role` with them."""
+        if role in SERVER_ROLES:
+            raise UsageError(
+                f"the {role} key is managed by the server's signer: rotating it needs a server "
+                "endpoint that does not exist yet (see docs/runbooks/key-compromise.md)"
+            )
+        bins = self._bins_of(state, role)
+        if role == Root.type or role == Targets.type:
+            delegator: Root | Targets = self.pub.next_version(state, draft, Root.type).signed
+            name: str | None = role
+        else:
+            parent = state.parent_of(role) if bins is None else Targets.type
+            delegator = self.pub.next_version(state, draft, parent).signed
+            name = None if bins is not None else role
+        for keyid in remove:
+            delegator.revoke_key(keyid, name)
+        for key in add:
+            delegator.add_key(key, name)
+        delegated = delegator.get_delegated_role(name or next(iter(bins.get_roles())))  # type: ignore[union-attr]
+        if threshold is not None:
+            if threshold < 1:
+                raise UsageError("a threshold must be at least 1")
+            delegated.threshold = threshold
+        if len(delegated.keyids) < delegated.threshold:
+            raise UsageError(
+                f"{role} would have {len(delegated.keyids)} key(s) for a threshold of "
+                f"{delegated.threshold}: add keys or lower the threshold with --threshold"
+            )
+        if role != Root.type:
+            self._resign_role(state, draft, role)
+
+    # --- delegations ----------------------------------------------------------------------
+
+    def delegation_add(
+        self,
+        collection: str,
+        role: str,
+        keys: list[Key],
+        threshold: int,
+        paths: list[str],
+        terminating: bool = False,
+        parent: str = Targets.type,
+        save: Path | None = None,
+    ) -> SubmitResult:
+        if not keys:
+            raise UsageError("give the delegated signers' public keys with --key")
+        if not paths:
+            raise UsageError(
+                "give the target paths the role may sign with --paths, e.g. --paths 'prod/*'"
+            )
+        if threshold < 1 or threshold > len(keys):
+            raise UsageError(
+                f"--threshold {threshold} needs between 1 and {len(keys)} (the number of keys)"
+            )
+        if role in ("root", "targets", "snapshot", "timestamp") or not role:
+            raise UsageError(f"{role!r} is a top-level role name; choose e.g. 'targets/prod'")
+        state = self.pub.state(collection)
+        if self._known_role(state, role):
+            raise UsageError(
+                f"{role} is already delegated in {collection}: use 'tufnotary key add|rotate' to "
+                "change its keys, or 'tufnotary delegation remove' first"
+            )
+        draft = Draft(collection, f"the delegation of {role} in {collection}")
+        parent_md = self.pub.next_version(state, draft, parent).signed
+        if succinct(parent_md) is not None:
+            raise UsageError(
+                f"{parent} delegates to hash bins, and TUF allows either bins or named roles in "
+                "one delegator; delegate from a role other than targets"
+            )
+        if parent_md.delegations is None:
+            parent_md.delegations = Delegations({}, roles={})
+        assert parent_md.delegations.roles is not None
+        parent_md.delegations.roles[role] = DelegatedRole(
+            role, [], threshold, terminating, paths=list(paths)
+        )
+        for key in keys:
+            parent_md.add_key(key, role)
+        # The new role's first (empty) version goes out with the delegation, so that clients
+        # never meet a delegated role without metadata.
+        self.pub.next_version(state, draft, role)
+        return self._finish(state, draft, save)
+
+    def _known_role(self, state: TrustedState, role: str) -> bool:
+        try:
+            state.parent_of(role)
+            return True
+        except RoleNotDelegatedError:
+            return False
+
+    def delegation_remove(
+        self, collection: str, role: str, save: Path | None = None
+    ) -> SubmitResult:
+        state = self.pub.state(collection)
+        if self._bins_of(state, role) is not None:
+            raise UsageError(f"{role} is part of the collection's hash bins; they cannot be removed")
+        parent = state.parent_of(role)
+        draft = Draft(collection, f"the removal of {role} from {collection}")
+        parent_md = self.pub.next_version(state, draft, parent).signed
+        assert parent_md.delegations is not None and parent_md.delegations.roles is not None
+        keyids = parent_md.delegations.roles[role].keyids
+        for keyid in list(keyids):
+            parent_md.revoke_key(keyid, role)
+        del parent_md.delegations.roles[role]
+        if not parent_md.delegations.roles:
+            parent_md.delegations = None
+        return self._finish(state, draft, save)
+
+    def delegation_list(self, collection: str) -> list[DelegationInfo]:
+        state = self.pub.state(collection)
+        out: list[DelegationInfo] = []
+        queue = [Targets.type]
+        seen: set[str] = set()
+        while queue:
+            name = queue.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                md = state.role(name)
+            except RoleNotPublishedError:
+                continue
+            d = md.signed.delegations
+            if d is None:
+                continue
+            if d.succinct_roles is not None:
+                sr = d.succinct_roles
+                out.append(DelegationInfo(sr.name_prefix, name, list(sr.keyids), sr.threshold,
+                                          [], True, None, sr.number_of_bins))
+            for child, delegated in (d.roles or {}).items():
+                meta = state.snapshot.signed.meta.get(f"{child}.json")
+                out.append(DelegationInfo(
+                    child, name, list(delegated.keyids), delegated.threshold,
+                    list(delegated.paths or delegated.path_hash_prefixes or []),
+                    delegated.terminating, meta.version if meta else None,
+                ))
+                queue.append(child)
+        return out
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def key_add(
+        self, collection: str, role: str, keys: list[Key], threshold: int | None = None,
+        save: Path | None = None,
+    ) -> SubmitResult:
+        state = self.pub.state(collection)
+        draft = Draft(collection, f"new {role} key(s) for {collection}")
+        self._change_keys(state, draft, role, keys, [], threshold)
+        return self._finish(state, draft, save)
+
+    def key_remove(
+        self, collection: str, role: str, keyid: str, threshold: int | None = None,
+        save: Path | None = None,
+    ) -> SubmitResult:
+        state = self.pub.state(collection)
+        threshold_now, keys = self._role_keys(state, role)
+        if keyid not in keys:
+            raise UsageError(f"key {keyid} does not sign {role} in {collection}")
+        draft = Draft(collection, f"the removal of key {keyid[:16]} from {role} of {collection}")
+        self._change_keys(state, draft, role, [], [keyid], threshold)
+        return self._finish(state, draft, save)
+
+    def _role_keys(self, state: TrustedState, role: str) -> tuple[int, dict[str, Key]]:
+        if role in (Root.type, Targets.type, *SERVER_ROLES):
+            return role_keys(state.root.signed, role)
+        bins = self._bins_of(state, role)
+        if bins is not None:
+            return bins.threshold, {k: state.targets().signed.get_key(k) for k in bins.keyids}
+        return role_keys(state.delegator(role), role)
+
+    def rotate(
+        self,
+        collection: str,
+        role: str,
+        new_key: Key | None = None,
+        keytype: str | None = None,
+        old: str | None = None,
+        save: Path | None = None,
+    ) -> tuple[SubmitResult, str, str]:
+        """Replace one key of `role` (the only one, or `old`); return (result, old id, new id)."""
+        state = self.pub.state(collection)
+        _, keys = self._role_keys(state, role)
+        if old is None:
+            if len(keys) != 1:
+                raise UsageError(
+                    f"{role} has {len(keys)} keys ({', '.join(sorted(keys))}): name the one "
+                    "to replace with --old KEYID"
+                )
+            old = next(iter(keys))
+        elif old not in keys:
+            raise UsageError(f"key {old} does not sign {role} in {collection}")
+        if new_key is None:
+            new_key = self.pub.keys.generate(keytype or keys[old].keytype)
+        if new_key.keyid in keys:
+            raise UsageError(f"key {new_key.keyid} already signs {role}: choose another key")
+        draft = Draft(collection, f"the rotation of the {role} key of {collection}")
+        self._change_keys(state, draft, role, [new_key], [old])
+        return self._finish(state, draft, save), old, new_key.keyid
+
+    def revoke(
+        self,
+        collection: str,
+        keyid: str,
+        replacement: Key | None = None,
+        save: Path | None = None,
+    ) -> RevokeResult:
+        """Remove `keyid` from every role that lists it, re-sign, publish; list what it signed."""
+        state = self.pub.state(collection)
+        listing = self._roles_listing(state, keyid)
+        if not listing:
+            raise UsageError(f"no role of {collection} lists key {keyid}")
+        for role in listing:
+            if role in SERVER_ROLES:
+                raise UsageError(
+                    f"{keyid} is the server-managed {role} key: rotating it needs a server "
+                    "endpoint that does not exist yet; see docs/runbooks/key-compromise.md"
+                )
+        history = self.signed_by(state, keyid, listing)
+        draft = Draft(collection, f"the revocation of key {keyid[:16]} in {collection}")
+        added: str | None = None
+        for role in listing:
+            threshold, keys = self._role_keys(state, role)
+            add: list[Key] = []
+            if len(keys) - 1 < threshold:
+                if replacement is None:
+                    replacement = self.pub.keys.generate(keys[keyid].keytype)
+                add, added = [replacement], replacement.keyid
+            self._change_keys(state, draft, role, add, [keyid])
+        submitted = self._finish(state, draft, save)
+        return RevokeResult(submitted, listing, added, history)
+
+    def _roles_listing(self, state: TrustedState, keyid: str) -> list[str]:
+        root = state.root.signed
+        roles = [name for name, r in root.roles.items() if keyid in r.keyids]
+        for info in self.delegation_list(state.collection):
+            if keyid in info.keyids:
+                roles.append(info.role)
+        return roles
+
+    def signed_by(
+        self, state: TrustedState, keyid: str, roles: list[str]
+    ) -> list[SignedTarget]:
+        """Every target a version of a targets-type role signed by `keyid` listed.
+
+        Reads the immutable versioned files (`N.role.json`) the server keeps; a version counts
+        when it carries a valid signature of `keyid` (checked by python-tuf).
+        """
+        _, keys = self._key_anywhere(state, keyid, roles)
+        requirement = Requirement("revoked key", 1, {keyid: keys})
+        candidates: list[str] = []
+        for role in roles:
+            if role == Root.type or role in SERVER_ROLES:
+                continue
+            bins = self._bins_of(state, role)
+            candidates.extend(bins.get_roles() if bins is not None else [role])
+        out: list[SignedTarget] = []
+        seen: set[tuple[str, str, str]] = set()
+        for role in candidates:
+            meta = state.snapshot.signed.meta.get(f"{role}.json")
+            for version in range(1, (meta.version if meta else 0) + 1):
+                try:
+                    md = Metadata[Targets].from_bytes(
+                        state.fetch(f"{version}.{_quote(role)}.json")
+                    )
+                except Exception:  # noqa: BLE001 - a missing or unreadable version signs nothing
+                    continue
+                if keyid not in requirement.result(md)[0]:
+                    continue
+                for path, info in md.signed.targets.items():
+                    digest = sorted(info.hashes.items())[0]
+                    key = (role, path, f"{digest[0]}:{digest[1]}")
+                    if key not in seen:
+                        seen.add(key)
+                        out.append(SignedTarget(role, version, path, dict(info.hashes)))
+        return out
+
+    def _key_anywhere(self, state: TrustedState, keyid: str, roles: list[str]) -> tuple[int, Key]:
+        for role in roles:
+            _, keys = self._role_keys(state, role)
+            if keyid in keys:
+                return 1, keys[keyid]
+        raise UsageError(f"key {keyid} is not listed in {state.collection}")
+
+    # --- expiry -----------------------------------------------------------------------------
+
+    def bump_expiry(
+        self, collection: str, role: str, days: float, save: Path | None = None
+    ) -> SubmitResult:
+        if role in SERVER_ROLES:
+            raise UsageError(
+                f"{role} is signed and renewed by the server; only root, targets and delegated "
+                "roles are bumped by their owner"
+            )
+        if days <= 0:
+            raise UsageError("--days must be a positive number of days")
+        state = self.pub.state(collection)
+        draft = Draft(collection, f"new expiry of {role} in {collection}")
+        bins = self._bins_of(state, role) if role != Targets.type else None
+        names = list(bins.get_roles()) if bins is not None else [role]
+        for name in names:
+            md = self.pub.next_version(state, draft, name)
+            md.signed.expires = self.pub.now() + timedelta(days=days)
+        return self._finish(state, draft, save)
+
+    def status(self, collection: str, warn_days: float, all_bins: bool = False) -> list[RoleStatus]:
+        state = self.pub.state(collection)
+        now = self.pub.now()
+        root = state.root.signed
+
+        def entry(role: str, md: Metadata[Any], delegator: Root | Targets) -> RoleStatus:
+            result = delegator.get_verification_result(role, md.signed_bytes, md.signatures)
+            expires = md.signed.expires
+            return RoleStatus(
+                role, md.signed.version, expires, result.threshold, sorted(result.signed),
+                sorted(set(result.signed) | set(result.unsigned)), expires <= now,
+                expires <= now + timedelta(days=warn_days),
+            )
+
+        out = [entry(Root.type, state.root, root)]
+        out.append(entry("timestamp", state.timestamp, root))
+        out.append(entry("snapshot", state.snapshot, root))
+        out.append(entry(Targets.type, state.targets(), root))
+        for info in self.delegation_list(collection):
+            if info.bins:
+                bins = succinct(state.role(info.parent).signed)
+                assert bins is not None
+                entries = [entry(n, state.role(n), state.role(info.parent).signed)
+                           for n in bins.get_roles()]
+                if all_bins:
+                    out.extend(entries)
+                else:
+                    first = min(entries, key=lambda e: e.expires)
+                    first.role = f"{info.role}-* ({len(entries)} bins)"
+                    first.count = len(entries)
+                    first.warn = any(e.warn for e in entries)
+                    first.expired = any(e.expired for e in entries)
+                    out.append(first)
+            elif info.version is not None:
+                out.append(entry(info.role, state.role(info.role), state.role(info.parent).signed))
+        return out
+
+
+def _quote(role: str) -> str:
+    from urllib.parse import quote
+
+    return quote(role, safe="")
+
+
+__all__ = ["Admin", "DelegationInfo", "RevokeResult", "RoleStatus", "SignedTarget", "SuccinctRoles"]
