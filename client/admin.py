@@ -27,6 +27,8 @@ from tufnotary.client.trusted import (
 )
 
 SERVER_ROLES = ("timestamp", "snapshot")
+# The server renews timestamp and snapshot before they expire: warn only when it is late.
+SERVER_ROLE_WARNING = timedelta(hours=1)
 
 
 @dataclass
@@ -415,10 +417,11 @@ class Admin:
         def entry(role: str, md: Metadata[Any], delegator: Root | Targets) -> RoleStatus:
             result = delegator.get_verification_result(role, md.signed_bytes, md.signatures)
             expires = md.signed.expires
+            window = SERVER_ROLE_WARNING if role in SERVER_ROLES else timedelta(days=warn_days)
             return RoleStatus(
                 role, md.signed.version, expires, result.threshold, sorted(result.signed),
                 sorted(set(result.signed) | set(result.unsigned)), expires <= now,
-                expires <= now + timedelta(days=warn_days),
+                expires <= now + window,
             )
 
         out = [entry(Root.type, state.root, root)]
