@@ -64,6 +64,8 @@ class Readiness:
         """NOT_SERVING from now on, whatever the key store says."""
         self._stop.set()
         self.servicer.enter_graceful_shutdown()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)  # no probe may touch the key store once it is being closed
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import TypeVar
 
 import grpc
+from securesystemslib.signer import Signer
 
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.signer.errors import (
@@ -197,12 +198,20 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
 
     # -- signing -------------------------------------------------------------------------------------
 
-    def _sign_one(self, request: signer_pb2.SignRequest, subject: str) -> signer_pb2.SignResponse:
+    def _sign_one(
+        self, request: signer_pb2.SignRequest, subject: str, signers: dict[str, Signer] | None = None
+    ) -> signer_pb2.SignResponse:
         record = self._keystore.get_key(request.key_id)
         if record is None:
             raise KeyNotFoundError(f"the signer holds no key {request.key_id}")
         checked = check_payload(self._policy, record, request.collection, request.role, request.payload, self._clock())
-        signer = self._keystore.signer_for(record.key_id)  # unwrap before claiming: a failure changes nothing
+        # Unwrap before claiming, so that a failure changes nothing. A batch unwraps each key once;
+        # record_signature still refuses a key retired meanwhile.
+        signer = signers.get(record.key_id) if signers is not None else None
+        if signer is None:
+            signer = self._keystore.signer_for(record.key_id)
+            if signers is not None:
+                signers[record.key_id] = signer
         self._keystore.record_signature(record.key_id, checked.version, checked.sha256, subject)
         signature = signer.sign(request.payload)
         log.info(
@@ -223,12 +232,13 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
             return subject
 
         subject = self._run(context, "SignBatch", check)
+        signers: dict[str, Signer] = {}
         for index, item in enumerate(request.requests):
             if not context.is_active():
                 log.warning("SignBatch cancelled by the client after %d of %d items", index, len(request.requests))
                 return
             try:
-                result = signer_pb2.SignBatchResult(index=index, signature=self._sign_one(item, subject))
+                result = signer_pb2.SignBatchResult(index=index, signature=self._sign_one(item, subject, signers))
             except SignerError as e:
                 self._refused("SignBatch item", e)
                 error = signer_pb2.SignError(code=e.code, grpc_status=status_for(e).value[0], message=e.message)

@@ -14,9 +14,9 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 
 from tests.pgcluster import free_port
-from tests.signer.harness import RunningSigner, custom_signer, inprocess_signer, remote_signer
+from tests.signer.harness import RunningSigner, custom_signer, inprocess_signer, remote_signer, tuf_payload
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
-from tufnotary.server.errors import SignerRefusedError, SignerUnavailableError
+from tufnotary.server.errors import SignerRefusedError, SignerUnavailableError, VersionConflictError
 from tufnotary.server.remote_signer import RemoteSigner, tuf_key_id
 from tufnotary.signer.certs import DevCertPaths, write_dev_certs
 
@@ -60,8 +60,19 @@ class HostileSigner(signer_pb2_grpc.SignerServicer):
         if request.payload == b"answer with another key id":
             signature = self.other.sign(request.payload)
             return signer_pb2.SignResponse(key_id=signature.keyid, signature=signature.signature)
+        if request.payload == b"abort":
+            context.set_trailing_metadata((("tufnotary-highest-signed-version", "41"),))
+            context.abort(grpc.StatusCode.ABORTED, "VERSION_ALREADY_SIGNED: version 41 already signed")
         forged = self.other.sign(request.payload)  # right key id, wrong key
         return signer_pb2.SignResponse(key_id=request.key_id, signature=forged.signature)
+
+    def SignBatch(self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext):  # type: ignore[no-untyped-def]
+        honest = self.key.sign(request.requests[0].payload)
+        yield signer_pb2.SignBatchResult(index=0, signature=signer_pb2.SignResponse(key_id=honest.keyid, signature=honest.signature))
+        forged = self.other.sign(request.requests[1].payload)
+        yield signer_pb2.SignBatchResult(index=1, signature=signer_pb2.SignResponse(key_id=request.requests[1].key_id, signature=forged.signature))
+        if len(request.requests) > 2:
+            yield signer_pb2.SignBatchResult(index=1, signature=signer_pb2.SignResponse(key_id="x", signature="00"))
 
 
 class SlowSigner(signer_pb2_grpc.SignerServicer):
@@ -78,7 +89,7 @@ def test_round_trip_through_an_honest_signer(running: RunningSigner) -> None:
         key = client.create_key(COLLECTION, "timestamp")
         assert key.keyid == tuf_key_id(key.keytype, key.scheme, key.keyval["public"])
         assert client.get_public_key(COLLECTION, "timestamp") == key
-        payload = b'{"_type":"timestamp","version":1}'
+        payload = tuf_payload("timestamp", 1)
         signature = client.sign(key, payload)
         key.verify_signature(signature, payload)
 
@@ -137,3 +148,24 @@ def test_unimplemented_method_is_a_refusal(certs: DevCertPaths) -> None:
         with pytest.raises(SignerRefusedError) as caught:
             client.list_keys(COLLECTION)
     assert caught.value.detail["status"] == "UNIMPLEMENTED"
+
+
+def test_aborted_maps_to_a_version_conflict_with_the_high_water_mark(certs: DevCertPaths) -> None:
+    with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
+        key = client.get_public_key(COLLECTION, "timestamp")
+        assert key is not None
+        with pytest.raises(VersionConflictError) as caught:
+            client.sign(key, b"abort")
+    assert caught.value.http_status == 409
+    assert caught.value.detail["highest_signed_version"] == 41
+
+
+def test_batch_checks_every_signature(certs: DevCertPaths) -> None:
+    with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
+        key = client.get_public_key(COLLECTION, "timestamp")
+        assert key is not None
+        good, forged = client.sign_batch([(key, b"one"), (key, b"two")])
+        key.verify_signature(good, b"one")  # type: ignore[arg-type]
+        assert isinstance(forged, SignerRefusedError) and "does not verify" in forged.message
+        with pytest.raises(SignerRefusedError, match="wrong index"):
+            client.sign_batch([(key, b"one"), (key, b"two"), (key, b"three")])
