@@ -90,3 +90,49 @@ def test_config_is_frozen() -> None:
 def test_default_alias_needs_a_passphrase() -> None:
     with pytest.raises(ConfigError, match="default alias"):
         SignerConfig("c", "k", "ca", passphrases={"other": "pw"})
+
+
+def test_several_passphrase_aliases_from_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "passphrases"
+    path.write_text("# rotation in progress\nold=first secret\n\nnew=second=secret\n")
+    config = config_from_env(
+        {**TLS, "TUFNOTARY_SIGNER_PASSPHRASES_FILE": str(path), "TUFNOTARY_SIGNER_PASSPHRASE_ALIAS": "new"}
+    )
+    assert config.passphrases == {"old": "first secret", "new": "second=secret"}
+    assert config.default_alias == "new"
+    assert "first secret" not in repr(config) and "second=secret" not in repr(config)
+    with pytest.raises(ConfigError, match="no passphrase for the default alias 'default'"):
+        config_from_env({**TLS, "TUFNOTARY_SIGNER_PASSPHRASES_FILE": str(path)})
+    (tmp_path / "bad").write_text("just a secret\n")
+    with pytest.raises(ConfigError, match="line 1: expected alias=passphrase") as caught:
+        config_from_env({**TLS, "TUFNOTARY_SIGNER_PASSPHRASES_FILE": str(tmp_path / "bad")})
+    assert "just a secret" not in str(caught.value)
+
+
+def test_pkcs11_policy_allow_list_and_timings_from_env(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    (tmp_path / "pin").write_text("1234-secret-pin\n")
+    config = config_from_env(
+        {
+            **TLS,
+            "TUFNOTARY_SIGNER_KEYSTORE": "pkcs11",
+            "TUFNOTARY_SIGNER_PKCS11_TOKEN_LABEL": "signer",
+            "TUFNOTARY_SIGNER_PKCS11_PIN_FILE": str(tmp_path / "pin"),
+            "TUFNOTARY_SIGNER_ALLOWED_CLIENT_SUBJECTS": "CN=tufnotary-server; CN=server-2,O=Example",
+            "TUFNOTARY_SIGNER_MAX_TIMESTAMP_EXPIRY_DAYS": "0.5",
+            "TUFNOTARY_SIGNER_MAX_SNAPSHOT_EXPIRY_DAYS": "3",
+            "TUFNOTARY_SIGNER_EXPIRY_LEEWAY_SECONDS": "60",
+            "TUFNOTARY_SIGNER_STOP_GRACE_SECONDS": "30",
+        }
+    )
+    assert config.pkcs11 is not None and config.pkcs11.pin == "1234-secret-pin" and config.passphrases == {}
+    assert config.pkcs11.module == "/usr/lib/softhsm/libsofthsm2.so"
+    assert "1234-secret-pin" not in repr(config)
+    assert config.allowed_client_subjects == ("CN=tufnotary-server", "CN=server-2,O=Example")
+    assert config.policy.max_expiry == {"timestamp": timedelta(hours=12), "snapshot": timedelta(days=3)}
+    assert config.policy.leeway == timedelta(seconds=60) and config.stop_grace == 30
+    with pytest.raises(ConfigError, match="TUFNOTARY_SIGNER_PKCS11_PIN_FILE"):
+        config_from_env({**TLS, "TUFNOTARY_SIGNER_KEYSTORE": "pkcs11", "TUFNOTARY_SIGNER_PKCS11_TOKEN_LABEL": "s"})
+    with pytest.raises(ConfigError, match="must be positive"):
+        config_from_env({**TLS, "TUFNOTARY_SIGNER_PASSPHRASE": "pw", "TUFNOTARY_SIGNER_MAX_TIMESTAMP_EXPIRY_DAYS": "0"})
