@@ -151,3 +151,16 @@ def _online_key(collection: str, role: str) -> Response:
     signer = _services().signer
     key = signer.get_public_key(collection, role) or signer.create_key(collection, role)
     return jsonify({"keyid": key.keyid, **key.to_dict()})
+
+
+@bp.post("/v2/<path:collection>/_trust/tuf/<any(timestamp, snapshot):role>.key")
+def rotate_online_key(collection: str, role: str) -> Response:
+    """Start rotating a server-managed key: the signer makes a pending key and the server keeps
+    signing with the current one until a root listing the new key is published."""
+    check_collection(collection)
+    signer = _services().signer
+    if signer.get_public_key(collection, role) is None:
+        raise NotFoundError(f"{collection} has no server-managed {role} key to rotate; GET {role}.key creates one")
+    key = signer.rotate_key(collection, role)
+    log.info("started rotating the %s key of %s: pending %s", role, collection, key.keyid)
+    return jsonify({"keyid": key.keyid, **key.to_dict(), "state": "pending"})

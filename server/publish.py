@@ -30,6 +30,8 @@ class OnlineSigner(Protocol):
 
     def get_public_key(self, collection: str, role: str) -> Key | None: ...
 
+    def pending_key(self, collection: str, role: str) -> Key | None: ...
+
     def sign(self, key: Key, payload: bytes) -> Signature: ...
 
 
@@ -38,12 +40,21 @@ def utcnow() -> datetime:
 
 
 def online_key(signer: OnlineSigner, collection: str, root: Root, role: str) -> Key | None:
-    """The signer's key for `role` if the root lets the server sign that role alone, else None."""
-    key = signer.get_public_key(collection, role)
+    """The signer's key for `role` that the root lists, if the root lets the server sign alone.
+
+    During a rotation the signer holds an active and a pending key: the root decides. Once a root
+    listing the pending key is published, signing with it makes it the signer's active key.
+    """
     listed = root.roles[role]
-    if key is None or key.keyid not in listed.keyids or listed.threshold != 1:
+    if listed.threshold != 1:
         return None
-    return key
+    key = signer.get_public_key(collection, role)
+    if key is not None and key.keyid in listed.keyids:
+        return key
+    pending = signer.pending_key(collection, role)
+    if pending is not None and pending.keyid in listed.keyids:
+        return pending
+    return None
 
 
 def _sign_online(

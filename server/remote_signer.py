@@ -99,6 +99,13 @@ class RemoteSigner:
             for k in response.keys
         ]
 
+    def pending_key(self, collection: str, role: str) -> SSlibKey | None:
+        """The pending key of (collection, role) while a rotation is in progress, else None."""
+        for info in self.list_key_info(collection):
+            if info.role == role and info.state == "pending":
+                return info.key
+        return None
+
     def rotate_key(self, collection: str, role: str, algorithm: str = "") -> SSlibKey:
         """Start a rotation: the pending key of (collection, role) (see the signer's RotateKey), or the
         new active key if the pair had none. Its first signature makes it the active key."""

@@ -98,3 +98,29 @@ def test_terminating_delegation_shadows_a_later_one(stack, collection, tmp_path)
     client = updater(stack.base(collection), repo.sign("root"), tmp_path / "not-terminating")
     client.refresh()
     assert client.get_targetinfo("apps/only-in-second") is not None
+
+
+def test_rotating_the_server_managed_timestamp_and_snapshot_keys(stack, collection, tmp_path):
+    import urllib.request
+
+    from securesystemslib.signer import SSlibKey
+
+    repo = new_collection(stack, collection)
+    root_v1 = repo.sign("root")
+    client = updater(stack.base(collection), root_v1, tmp_path)
+    client.refresh()
+    for role in ("timestamp", "snapshot"):
+        request = urllib.request.Request(stack.base(collection) + f"{role}.key", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as r:
+            body = json.load(r)
+        assert body.pop("state") == "pending"
+        repo.set_online_key(role, SSlibKey.from_dict(body.pop("keyid"), body))
+    repo.bump("root")
+    repo.add_target("after-online-rotation", b"r")
+    repo.bump("targets")
+    post(stack, collection, {"root": repo.sign("root"), "targets": repo.sign("targets")})
+
+    client = updater(stack.base(collection), root_v1, tmp_path)  # same cache: trusts the old keys
+    client.refresh()
+    assert client.get_targetinfo("after-online-rotation") is not None
+    assert _client_version(tmp_path, "root") == 2

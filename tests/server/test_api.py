@@ -223,3 +223,34 @@ def test_unknown_route_is_json_404(http):
     response = http.get("/nope")
     assert response.status_code == 404
     assert json.loads(response.data)["errors"][0]["code"] == "NOT_FOUND"
+
+
+def test_rotating_a_server_managed_key(http, store, published):
+    old = online_key(http, "timestamp")
+    response = http.post(BASE + "timestamp.key")
+    assert response.status_code == 200 and response.json["state"] == "pending"
+    new_id = response.json["keyid"]
+    assert new_id != old.keyid
+    assert online_key(http, "timestamp").keyid == old.keyid  # still the current key
+
+    # a publish under the old root keeps working with the old key
+    published.bump("targets")
+    assert upload(http, {"targets": published.sign("targets")}).status_code == 200
+    assert Metadata.from_bytes(store.get(COLLECTION, "timestamp").data).signatures.keys() == {old.keyid}
+
+    body = dict(response.json)
+    body.pop("state")
+    new_key = SSlibKey.from_dict(body.pop("keyid"), body)
+    published.set_online_key("timestamp", new_key)
+    published.bump("root")
+    response = upload(http, {"root": published.sign("root")})
+    assert response.status_code == 200, response.json
+    timestamp = Metadata.from_bytes(store.get(COLLECTION, "timestamp").data)
+    assert set(timestamp.signatures) == {new_id}
+    assert online_key(http, "timestamp").keyid == new_id  # the first signature promoted it
+
+
+def test_rotating_needs_an_existing_key(http):
+    response = http.post("/v2/never/created/_trust/tuf/snapshot.key")
+    assert (response.status_code, error_code(response)) == (404, "METADATA_NOT_FOUND")
+    assert http.post(BASE + "root.key").status_code in (404, 405)
