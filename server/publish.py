@@ -8,7 +8,7 @@ publish is either fully stored or not at all.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
@@ -17,7 +17,7 @@ from tuf.api.metadata import MetaFile, Metadata, Root, Snapshot, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
 from tufnotary.server.config import ServerConfig
-from tufnotary.server.errors import OnlineKeyError
+from tufnotary.server.errors import OnlineKeyError, VersionConflictError
 from tufnotary.server.storage import MetaStore, NewFile
 from tufnotary.server.validation import validate_update
 
@@ -32,7 +32,7 @@ class OnlineSigner(Protocol):
 
     def pending_key(self, collection: str, role: str) -> Key | None: ...
 
-    def sign(self, key: Key, payload: bytes) -> Signature: ...
+    def sign(self, key: Key, payload: bytes, collection: str, role: str) -> Signature: ...
 
 
 def utcnow() -> datetime:
@@ -71,9 +71,26 @@ def _sign_online(
             {"role": role, "root_keys": listed.keyids, "threshold": listed.threshold},
         )
     md.signatures.clear()
-    signature = signer.sign(key, md.signed_bytes)
+    signature = signer.sign(key, md.signed_bytes, collection=collection, role=role)
     md.signatures[signature.keyid] = signature
     return md.to_bytes(_SERIALIZER)
+
+
+def _sign_next(
+    signer: OnlineSigner, collection: str, root: Root, role: str, version: int, build: Callable[[int], Metadata]
+) -> tuple[int, bytes]:
+    """Sign `build(version)`. If the signer's key already signed that version or a later one and the
+    store does not have it (a crash or failed commit between signing and storing), move past it once:
+    the signer never signs a version twice, and TUF allows gaps. Without this, the collection would
+    refuse every publish and renewal until its timestamp expired."""
+    try:
+        return version, _sign_online(signer, collection, root, build(version), role)
+    except VersionConflictError as e:
+        highest = (e.detail or {}).get("highest_signed_version")
+        if not isinstance(highest, int) or highest < version:
+            raise
+        version = highest + 1
+        return version, _sign_online(signer, collection, root, build(version), role)
 
 
 def build_snapshot(version: int, expires: datetime, targets_versions: Mapping[str, int]) -> Metadata:
@@ -108,16 +125,17 @@ def publish(
         snapshot_version = update.uploaded["snapshot"].signed.version
         snapshot_bytes = uploads["snapshot"]
     else:
-        snapshot_version = update.snapshot_version + 1
-        snapshot = build_snapshot(snapshot_version, now + config.snapshot_expiry, update.targets_versions)
-        snapshot_bytes = _sign_online(signer, collection, update.root.signed, snapshot, "snapshot")
+        snapshot_version, snapshot_bytes = _sign_next(
+            signer, collection, update.root.signed, "snapshot", update.snapshot_version + 1,
+            lambda v: build_snapshot(v, now + config.snapshot_expiry, update.targets_versions),
+        )
         files.append(NewFile("snapshot", snapshot_version, snapshot_bytes))
 
-    timestamp = build_timestamp(
-        update.timestamp_version + 1, now + config.timestamp_expiry, snapshot_bytes, snapshot_version
+    timestamp_version, timestamp_bytes = _sign_next(
+        signer, collection, update.root.signed, "timestamp", update.timestamp_version + 1,
+        lambda v: build_timestamp(v, now + config.timestamp_expiry, snapshot_bytes, snapshot_version),
     )
-    timestamp_bytes = _sign_online(signer, collection, update.root.signed, timestamp, "timestamp")
-    files.append(NewFile("timestamp", update.timestamp_version + 1, timestamp_bytes))
+    files.append(NewFile("timestamp", timestamp_version, timestamp_bytes))
 
     store.commit(collection, files, expected={role: f.version for role, f in current.items()})
     return {f.role: f.version for f in files}
@@ -146,14 +164,18 @@ def renew(
     files: list[NewFile] = []
     snapshot_version, snapshot_bytes = snapshot.version, current["snapshot"].data
     if _due(snapshot.expires, config.snapshot_expiry, now) and online_key(signer, collection, root, "snapshot"):
-        snapshot_version += 1
         versions = {name.removesuffix(".json"): meta.version for name, meta in snapshot.meta.items()}
-        new = build_snapshot(snapshot_version, now + config.snapshot_expiry, versions)
-        snapshot_bytes = _sign_online(signer, collection, root, new, "snapshot")
+        snapshot_version, snapshot_bytes = _sign_next(
+            signer, collection, root, "snapshot", snapshot.version + 1,
+            lambda v: build_snapshot(v, now + config.snapshot_expiry, versions),
+        )
         files.append(NewFile("snapshot", snapshot_version, snapshot_bytes))
     if files or _due(timestamp.expires, config.timestamp_expiry, now):
-        new = build_timestamp(timestamp.version + 1, now + config.timestamp_expiry, snapshot_bytes, snapshot_version)
-        files.append(NewFile("timestamp", timestamp.version + 1, _sign_online(signer, collection, root, new, "timestamp")))
+        version, data = _sign_next(
+            signer, collection, root, "timestamp", timestamp.version + 1,
+            lambda v: build_timestamp(v, now + config.timestamp_expiry, snapshot_bytes, snapshot_version),
+        )
+        files.append(NewFile("timestamp", version, data))
     if files:
         store.commit(collection, files, expected={role: f.version for role, f in current.items()})
     return {f.role: f.version for f in files}

@@ -11,7 +11,7 @@ from tests.server.test_api import COLLECTION, online_key, upload
 from tests.tuf_factory import CollectionFactory
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.errors import VersionConflictError
-from tufnotary.server.publish import publish, renew, utcnow
+from tufnotary.server.publish import build_snapshot, build_timestamp, publish, renew, utcnow
 from tufnotary.server.renewer import renew_all
 
 CONFIG = ServerConfig()
@@ -90,3 +90,30 @@ def test_renew_all_skips_conflicts_and_counts(app, store, published):
     short = ServerConfig(timestamp_expiry=timedelta(days=10))  # stored one expires in 1 day < 10/2
     assert renew_all(store, signer_of(app), short) == 1
     assert store.get(COLLECTION, "timestamp").version == 2
+
+
+def _sign_without_storing(app, role: str, version: int) -> None:
+    """What a server that crashed between signing and committing leaves behind: a signature the
+    signer counted (its high-water mark moved) for a version the store never got."""
+    signer = signer_of(app)
+    key = signer.get_public_key(COLLECTION, role)
+    build = {"timestamp": lambda: build_timestamp(version, utcnow() + timedelta(hours=1), b"{}", 1),
+             "snapshot": lambda: build_snapshot(version, utcnow() + timedelta(days=1), {"targets": 1})}[role]
+    signer.sign(key, build().signed_bytes, collection=COLLECTION, role=role)
+
+
+def test_publish_moves_past_a_signed_but_unstored_version(app, http, store, published):
+    _sign_without_storing(app, "snapshot", 2)
+    _sign_without_storing(app, "timestamp", 2)
+    published.bump("targets")
+    response = upload(http, {"targets": published.sign("targets")})
+    assert response.status_code == 200, response.json
+    assert response.json["versions"] == {"targets": 2, "snapshot": 3, "timestamp": 3}
+    assert verified(store, "timestamp").snapshot_meta.version == 3
+
+
+def test_renewal_moves_past_a_signed_but_unstored_version(app, store, published):
+    _sign_without_storing(app, "timestamp", 2)
+    later = utcnow() + timedelta(hours=13)
+    assert renew(store, signer_of(app), CONFIG, COLLECTION, now=later) == {"timestamp": 3}
+    assert verified(store, "timestamp").version == 3
