@@ -7,22 +7,13 @@ import hashlib
 import time
 from datetime import timedelta
 
-import pytest
 from tuf.api.metadata import Delegations, Metadata, SuccinctRoles, TargetFile, Targets
 
 from tests.e2e.tuf_http import new_collection, post, updater
-from tests.stack import start_stack
 from tests.tuf_factory import new_signer
 
 TARGETS = 100_000
 BITS = 10  # 1,024 bins
-
-
-@pytest.fixture(scope="module")
-def pg_stack(pg_cluster, tmp_path_factory):
-    running = start_stack(tmp_path_factory.mktemp("bins"), pg_cluster.new_database(), pg_cluster.new_database())
-    yield running
-    running.stop()
 
 
 def _target(n: int) -> TargetFile:
