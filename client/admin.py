@@ -109,8 +109,8 @@ class Admin:
         """Change the keys that sign `role` in its delegator, and re-sign `role` with them."""
         if role in SERVER_ROLES:
             raise UsageError(
-                f"the {role} key is managed by the server's signer: rotating it needs a server "
-                "endpoint that does not exist yet (see docs/runbooks/key-compromise.md)"
+                f"the {role} key is managed by the server's signer: replace it with "
+                f"`tufnotary key rotate {state.collection} {role} --server-managed`"
             )
         bins = self._bins_of(state, role)
         if role == Root.type or role == Targets.type:
@@ -304,6 +304,24 @@ class Admin:
         self._change_keys(state, draft, role, [new_key], [old])
         return self._finish(state, draft, save), old, new_key.keyid
 
+    def rotate_server_managed(
+        self, collection: str, role: str, save: Path | None = None
+    ) -> tuple[SubmitResult, list[str], str]:
+        """Replace the server's `role` key (timestamp or snapshot) by a new one it makes for us:
+        the new root lists only the new key; the server signs with it once that root is published.
+        Returns (result, old key ids, new key id)."""
+        if role not in SERVER_ROLES:
+            raise UsageError(f"--server-managed applies to {' and '.join(SERVER_ROLES)}, not {role}")
+        state = self.pub.state(collection)
+        _, keys = self._role_keys(state, role)
+        new_key = self.pub.server.rotate_online_key(collection, role)
+        draft = Draft(collection, f"the rotation of the server's {role} key of {collection}")
+        root = self.pub.next_version(state, draft, Root.type).signed
+        for keyid in keys:
+            root.revoke_key(keyid, role)
+        root.add_key(new_key, role)  # the server signs `role` itself once this root is stored
+        return self._finish(state, draft, save), sorted(keys), new_key.keyid
+
     def revoke(
         self,
         collection: str,
@@ -319,8 +337,8 @@ class Admin:
         for role in listing:
             if role in SERVER_ROLES:
                 raise UsageError(
-                    f"{keyid} is the server-managed {role} key: rotating it needs a server "
-                    "endpoint that does not exist yet; see docs/runbooks/key-compromise.md"
+                    f"{keyid} is the server-managed {role} key: replace it with "
+                    f"`tufnotary key rotate {collection} {role} --server-managed`"
                 )
         history = self.signed_by(state, keyid, listing)
         draft = Draft(collection, f"the revocation of key {keyid[:16]} in {collection}")

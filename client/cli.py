@@ -188,12 +188,17 @@ def cmd_key_rotate(ctx: Context) -> int:
     from tufnotary.client.errors import UsageError
 
     a = ctx.args
-    if a.server_managed or a.client_managed:
+    if a.client_managed:
         raise UsageError(
-            "rotating the server-managed timestamp/snapshot keys, or moving snapshot to the "
-            "publisher, needs server support that does not exist yet; see "
-            "docs/runbooks/key-compromise.md for what to do meanwhile"
+            "moving snapshot signing to the publisher is not supported yet: the server signs snapshot "
+            "for every collection; to replace its key use --server-managed"
         )
+    if a.server_managed:
+        result, olds, new = ctx.admin().rotate_server_managed(a.collection, a.role, ctx.save_path())
+        _report_submit(result, f"rotated the server's {a.role} key of {a.collection}: {', '.join(olds)} -> {new}")
+        return 0
+    if a.role in ("timestamp", "snapshot"):
+        raise UsageError(f"the server holds the {a.role} key: rotate it with --server-managed")
     if a.key is not None and a.type is not None:
         raise UsageError("give either --key (a key of your choice) or --type (a new key), not both")
     new_key = ctx.keys().resolve(a.key) if a.key is not None else None
@@ -556,7 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", choices=KEY_TYPE_CHOICES, help="type of a new generated key")
     p.add_argument("--old", metavar="KEYID", help="the key to replace when the role has several "
                    "(e.g. a lost root key)")
-    p.add_argument("--server-managed", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--server-managed", action="store_true",
+                   help="timestamp/snapshot: have the server make a new key and publish a root listing it")
     p.add_argument("--client-managed", action="store_true", help=argparse.SUPPRESS)
     _save_option(p)
     p.set_defaults(func=cmd_key_rotate)

@@ -88,10 +88,25 @@ class ServerClient:
     def online_key(self, collection: str, role: str) -> SSlibKey:
         """The server-managed public key of `role` ("timestamp" or "snapshot"), key id checked."""
         what = f"fetching the {role} key of {collection}"
-        response = self._request("GET", f"{self.base_url(collection)}{role}.key", what)
+        return self._checked_key(self._request("GET", f"{self.base_url(collection)}{role}.key", what), what)
+
+    def rotate_online_key(self, collection: str, role: str) -> SSlibKey:
+        """Ask the server to start rotating its `role` key; the new (pending) key, key id checked.
+
+        The server keeps signing with the current key until a root listing the new one is published."""
+        what = f"rotating the server's {role} key of {collection}"
+        response = self._request(
+            "POST", f"{self.base_url(collection)}{role}.key", what,
+            retries=urllib3.Retry(total=self.config.retries, read=0, redirect=0),
+        )
+        return self._checked_key(response, what)
+
+    @staticmethod
+    def _checked_key(response: urllib3.BaseHTTPResponse, what: str) -> SSlibKey:
         try:
             d = json.loads(response.data)
             keyid = d.pop("keyid")
+            d.pop("state", None)
             key = SSlibKey.from_dict(keyid, d)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ServerError(f"{what}: the server sent an invalid key: {e}", "KEY_INVALID") from e
