@@ -1,8 +1,11 @@
-"""The metadata server's configuration: a frozen dataclass, and its reading from the environment."""
+"""The metadata server's configuration: a frozen dataclass, and its reading from a TOML file and the
+environment (the environment wins). Every setting is documented once, in docs/configuration.md."""
 
 from __future__ import annotations
 
 import os
+import stat
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -10,6 +13,7 @@ from datetime import timedelta
 from tufnotary.server.validation import ValidationPolicy
 
 ENV_PREFIX = "TUFNOTARY_SERVER_"
+ENV_CONFIG_FILE = ENV_PREFIX + "CONFIG"  # a TOML file; `tufnotary-server --config FILE` sets it
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class ServerConfig:
     max_snapshot_bytes: int = 2_000_000
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     renew_interval: float = 60.0  # seconds between checks for timestamps due for renewal; 0 disables
+    log_format: str = "json"  # "json" (one object per line) or "text"
+    log_level: str = "info"
 
 
 def _days(value: str) -> timedelta:
@@ -49,6 +55,8 @@ _FIELDS = {
     "MAX_ROOT_BYTES": ("max_root_bytes", int),
     "MAX_TARGETS_BYTES": ("max_targets_bytes", int),
     "MAX_SNAPSHOT_BYTES": ("max_snapshot_bytes", int),
+    "LOG_FORMAT": ("log_format", str),
+    "LOG_LEVEL": ("log_level", str),
 }
 _MAX_EXPIRY_ROLES = ("root", "targets", "snapshot")
 
@@ -73,6 +81,61 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
             except ValueError as e:
                 raise ValueError(f"{name}: cannot read {environ[name]!r}: {e}") from e
     return ServerConfig(**values, validation=ValidationPolicy(max_expiry=max_expiry))
+
+
+def _file_settings(path: str) -> dict[str, str]:
+    """A TOML file's settings as the TUFNOTARY_SERVER_* variables they stand for (key = suffix, lower case)."""
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except OSError as e:
+        raise ValueError(f"cannot read the configuration file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"the configuration file {path} is not valid TOML: {e}") from None
+    table = table.get("server", table)  # a file may hold a [server] table or bare keys
+    known = {suffix.lower() for suffix in _FIELDS} | {f"max_{r}_expiry_days" for r in _MAX_EXPIRY_ROLES}
+    values: dict[str, str] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ValueError(f"{path}: unknown setting {key!r} (see docs/configuration.md)")
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"{path}: {key} must be a string or a number")
+        values[ENV_PREFIX + key.upper()] = str(value)
+    return values
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """The configuration from the TOML file `path` (or $TUFNOTARY_SERVER_CONFIG), overridden by the
+    TUFNOTARY_SERVER_* variables of `environ`."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(ENV_CONFIG_FILE) or None
+    merged = {**(_file_settings(path) if path else {}), **{k: v for k, v in environ.items() if v}}
+    config = config_from_env(merged)
+    if config.log_format not in ("json", "text"):
+        raise ValueError(f"{ENV_PREFIX}LOG_FORMAT: choose json or text, not {config.log_format!r}")
+    return config
+
+
+def check_safe(config: ServerConfig) -> None:
+    """Refuse, saying what to fix, a configuration that must not serve: the signer reached without
+    mutual TLS, or this server's TLS key for it readable by every user of the host."""
+    problems: list[str] = []
+    missing = [ENV_PREFIX + name for name, value in (
+        ("SIGNER_CA", config.signer_ca), ("SIGNER_CLIENT_CERT", config.signer_client_cert),
+        ("SIGNER_CLIENT_KEY", config.signer_client_key)) if not value]
+    if missing:
+        problems.append("the server reaches the signer only over mutual TLS: set " + ", ".join(missing))
+    if config.signer_client_key:
+        try:
+            mode = os.stat(config.signer_client_key).st_mode
+        except OSError as e:
+            problems.append(f"cannot read {ENV_PREFIX}SIGNER_CLIENT_KEY={config.signer_client_key}: {e.strerror}")
+        else:
+            if mode & stat.S_IROTH:
+                problems.append(f"{config.signer_client_key} ({ENV_PREFIX}SIGNER_CLIENT_KEY) is world-readable: "
+                                f"chmod 600 it (or 640 with a group only the server runs as)")
+    if problems:
+        raise ValueError("unsafe configuration: " + "; ".join(problems))
 
 
 def max_file_bytes(config: ServerConfig, role: str) -> int:
