@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import Key
-from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Root, SuccinctRoles, Targets
+from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Root, Snapshot, SuccinctRoles, Targets
 
 from tufnotary.client.draft import Draft, Requirement
 from tufnotary.client.errors import UsageError
@@ -307,8 +307,9 @@ class Admin:
     def rotate_server_managed(
         self, collection: str, role: str, save: Path | None = None
     ) -> tuple[SubmitResult, list[str], str]:
-        """Replace the server's `role` key (timestamp or snapshot) by a new one it makes for us:
-        the new root lists only the new key; the server signs with it once that root is published.
+        """Replace the `role` key (timestamp or snapshot) by a new one the server makes: the new root
+        lists only that key, and the server signs `role` with it once the root is published (for
+        snapshot this also hands signing back to the server after --client-managed).
         Returns (result, old key ids, new key id)."""
         if role not in SERVER_ROLES:
             raise UsageError(f"--server-managed applies to {' and '.join(SERVER_ROLES)}, not {role}")
@@ -316,11 +317,30 @@ class Admin:
         _, keys = self._role_keys(state, role)
         new_key = self.pub.server.rotate_online_key(collection, role)
         draft = Draft(collection, f"the rotation of the server's {role} key of {collection}")
-        root = self.pub.next_version(state, draft, Root.type).signed
-        for keyid in keys:
-            root.revoke_key(keyid, role)
-        root.add_key(new_key, role)  # the server signs `role` itself once this root is stored
+        if role == Snapshot.type:
+            draft.server_snapshot_key = new_key.keyid
+        self._replace_in_root(state, draft, role, keys, new_key)
         return self._finish(state, draft, save), sorted(keys), new_key.keyid
+
+    def make_snapshot_client_managed(
+        self, collection: str, new_key: Key | None = None, keytype: str | None = None, save: Path | None = None
+    ) -> tuple[SubmitResult, list[str], str]:
+        """Move snapshot signing to the publisher: the new root lists only a publisher key for
+        snapshot, and from then on every publish carries a snapshot signed with it (the server
+        still signs, and renews, the timestamp). Returns (result, old key ids, new key id)."""
+        state = self.pub.state(collection)
+        _, keys = self._role_keys(state, Snapshot.type)
+        if new_key is None:
+            new_key = self.pub.keys.generate(keytype or "ed25519")
+        draft = Draft(collection, f"moving snapshot signing of {collection} to the publisher")
+        self._replace_in_root(state, draft, Snapshot.type, keys, new_key)
+        return self._finish(state, draft, save), sorted(keys), new_key.keyid
+
+    def _replace_in_root(self, state: TrustedState, draft: Draft, role: str, old: dict[str, Key], new: Key) -> None:
+        root = self.pub.next_version(state, draft, Root.type).signed
+        for keyid in old:
+            root.revoke_key(keyid, role)
+        root.add_key(new, role)
 
     def revoke(
         self,

@@ -189,10 +189,12 @@ def cmd_key_rotate(ctx: Context) -> int:
 
     a = ctx.args
     if a.client_managed:
-        raise UsageError(
-            "moving snapshot signing to the publisher is not supported yet: the server signs snapshot "
-            "for every collection; to replace its key use --server-managed"
-        )
+        if a.role != "snapshot":
+            raise UsageError("--client-managed applies to snapshot only: the server always signs timestamp")
+        new_key = ctx.keys().resolve(a.key) if a.key is not None else None
+        result, olds, new = ctx.admin().make_snapshot_client_managed(a.collection, new_key, a.type, ctx.save_path())
+        _report_submit(result, f"snapshot of {a.collection} is now signed by your key {new} (was {', '.join(olds)})")
+        return 0
     if a.server_managed:
         result, olds, new = ctx.admin().rotate_server_managed(a.collection, a.role, ctx.save_path())
         _report_submit(result, f"rotated the server's {a.role} key of {a.collection}: {', '.join(olds)} -> {new}")
@@ -563,7 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. a lost root key)")
     p.add_argument("--server-managed", action="store_true",
                    help="timestamp/snapshot: have the server make a new key and publish a root listing it")
-    p.add_argument("--client-managed", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--client-managed", action="store_true",
+                   help="snapshot: sign it yourself from now on (with --key or a new key); back with --server-managed")
     _save_option(p)
     p.set_defaults(func=cmd_key_rotate)
 

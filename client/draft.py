@@ -113,6 +113,9 @@ class Draft:
     summary: str
     roles: dict[str, DraftRole] = field(default_factory=dict)
     clear_staged: list[str | None] = field(default_factory=list)
+    # A server snapshot key the new root lists that the server does not serve as current yet
+    # (a rotation in progress): with it, the server still signs snapshot.
+    server_snapshot_key: str | None = None
 
     def add(self, role: str, md: Metadata[Any], requirements: Iterable[Requirement]) -> None:
         md.signatures.clear()

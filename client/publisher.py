@@ -22,7 +22,9 @@ from tuf.api.metadata import (
     DelegatedRole,
     Delegations,
     Metadata,
+    MetaFile,
     Root,
+    Snapshot,
     SuccinctRoles,
     TargetFile,
     Targets,
@@ -45,7 +47,7 @@ from tufnotary.client.trustdir import CollectionKeys, CollectionSettings, Staged
 
 ROOT_EXPIRY = timedelta(days=365)
 TARGETS_EXPIRY = timedelta(days=90)
-DEFAULT_EXPIRY_DAYS = {"root": 365.0, "targets": 90.0}
+DEFAULT_EXPIRY_DAYS = {"root": 365.0, "targets": 90.0, "snapshot": 7.0}
 BINS_PREFIX = "bins"
 MAX_BINS = 2**14
 HASH_ALGORITHMS = ["sha256", "sha512"]
@@ -334,8 +336,11 @@ class Publisher:
         return state.root.signed if parent == Root.type else state.role(parent).signed
 
     def set_requirements(self, state: TrustedState, draft: Draft) -> None:
-        """Fill each draft role's signature requirements from the post-publish delegators."""
+        """Fill each draft role's signature requirements from the post-publish delegators, and add a
+        publisher-signed snapshot when the collection's snapshot is client-managed."""
         for role, draft_role in draft.roles.items():
+            if role == Snapshot.type:
+                continue
             if role == Root.type:
                 old, new = state.root.signed, draft_role.metadata.signed
                 draft_role.requirements = [
@@ -348,6 +353,25 @@ class Publisher:
                 (n for n, r in draft.roles.items() if r.metadata.signed is delegator), None
             ) or state.parent_of(role)
             draft_role.requirements = [Requirement(by, *role_keys(delegator, role))]
+        self._add_client_snapshot(state, draft)
+
+    def _add_client_snapshot(self, state: TrustedState, draft: Draft) -> None:
+        """When the post-publish root does not list the server's snapshot key, the publisher signs
+        snapshot: the trusted one, version + 1, listing the versions this draft publishes."""
+        draft.roles.pop(Snapshot.type, None)
+        root = draft.roles[Root.type].metadata.signed if Root.type in draft.roles else state.root.signed
+        listed = root.roles[Snapshot.type].keyids
+        if draft.server_snapshot_key in listed:
+            return
+        if self.server.online_key(state.collection, Snapshot.type).keyid in listed:
+            return
+        snapshot = copy_md(state.snapshot)
+        snapshot.signed.version += 1
+        snapshot.signed.expires = self.expiry(state.collection, Snapshot.type)
+        for role, draft_role in draft.roles.items():
+            if isinstance(draft_role.metadata.signed, Targets):
+                snapshot.signed.meta[f"{role}.json"] = MetaFile(version=draft_role.metadata.signed.version)
+        draft.add(Snapshot.type, snapshot, [Requirement("root", *role_keys(root, Snapshot.type))])
 
     def submit(self, draft: Draft, save: Path | None = None) -> SubmitResult:
         """Sign with local keys; upload when every threshold is met, or save a signing request."""
