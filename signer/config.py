@@ -4,6 +4,9 @@ docs/signer.md."""
 
 from __future__ import annotations
 
+import os
+import stat
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,6 +41,20 @@ ENV_MAX_SNAPSHOT_DAYS = "TUFNOTARY_SIGNER_MAX_SNAPSHOT_EXPIRY_DAYS"
 ENV_EXPIRY_LEEWAY = "TUFNOTARY_SIGNER_EXPIRY_LEEWAY_SECONDS"
 ENV_HEALTH_INTERVAL = "TUFNOTARY_SIGNER_HEALTH_INTERVAL_SECONDS"
 ENV_STOP_GRACE = "TUFNOTARY_SIGNER_STOP_GRACE_SECONDS"
+ENV_METRICS_LISTEN = "TUFNOTARY_SIGNER_METRICS_LISTEN"
+ENV_LOG_FORMAT = "TUFNOTARY_SIGNER_LOG_FORMAT"
+ENV_DEV_MODE = "TUFNOTARY_SIGNER_DEV_MODE"
+ENV_CONFIG_FILE = "TUFNOTARY_SIGNER_CONFIG"
+ENV_PREFIX = "TUFNOTARY_SIGNER_"
+# Secrets never sit in the configuration file: it names the files that hold them.
+_SECRET_SETTINGS = (ENV_PASSPHRASE, ENV_PKCS11_PIN)
+_SECRET_FILE_SETTINGS = (ENV_TLS_KEY, ENV_PASSPHRASE_FILE, ENV_PASSPHRASES_FILE, ENV_PKCS11_PIN_FILE)
+# Passphrases from examples and habits: refused outside dev mode, like anything shorter than 12 characters.
+KNOWN_DEFAULT_PASSPHRASES = frozenset({
+    "changeme", "change-me", "change me", "password", "passphrase", "secret", "default", "tufnotary",
+    "notary", "signer", "replace-me", "replace with a long random passphrase",
+})
+MIN_PASSPHRASE_LENGTH = 12
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,9 @@ class SignerConfig:
     policy: SigningPolicy = field(default_factory=SigningPolicy)
     health_interval: float = 2.0
     stop_grace: float = 10.0
+    metrics_listen: str = ""  # "host:port" of the plain-HTTP Prometheus endpoint; "" serves none
+    log_format: str = "json"  # "json" or "text"
+    dev_mode: bool = False  # embedded development only: allows short or example passphrases
 
     def __post_init__(self) -> None:
         if self.keystore not in KEYSTORES:
@@ -118,7 +138,85 @@ def config_from_env(environ: Mapping[str, str]) -> SignerConfig:
         policy=_policy_from_env(environ),
         health_interval=_number(environ, ENV_HEALTH_INTERVAL, 2.0),
         stop_grace=_number(environ, ENV_STOP_GRACE, 10.0),
+        metrics_listen=environ.get(ENV_METRICS_LISTEN, ""),
+        log_format=_choice(environ, ENV_LOG_FORMAT, ("json", "text")),
+        dev_mode=_choice(environ, ENV_DEV_MODE, ("false", "true", "0", "1")) in ("true", "1"),
     )
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = (environ.get(name) or choices[0]).lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+def file_settings(path: str) -> dict[str, str]:
+    """A TOML file's settings as the TUFNOTARY_SIGNER_* variables they stand for (key = the variable's
+    suffix in lower case, e.g. `database_url`), from bare keys or a `[signer]` table."""
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read the configuration file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"the configuration file {path} is not valid TOML: {e}") from None
+    table = table.get("signer", table)
+    known = {name for name in globals().values() if isinstance(name, str) and name.startswith(ENV_PREFIX)}
+    known -= {ENV_CONFIG_FILE, ENV_PREFIX}
+    values: dict[str, str] = {}
+    for key, value in table.items():
+        name = ENV_PREFIX + key.upper()
+        if name in _SECRET_SETTINGS:
+            raise ConfigError(f"{path}: {key} is a secret; put it in a file and set {key}_file instead")
+        if name not in known:
+            raise ConfigError(f"{path}: unknown setting {key!r} (see docs/configuration.md)")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{path}: {key} must be a string or a number")
+        values[name] = str(value)
+    return values
+
+
+def merged_settings(path: str | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """The file's settings (`path`, else $TUFNOTARY_SIGNER_CONFIG) overridden by the environment's."""
+    path = path or environ.get(ENV_CONFIG_FILE) or None
+    return {**(file_settings(path) if path else {}), **{k: v for k, v in environ.items() if v}}
+
+
+def load_config(path: str | None, environ: Mapping[str, str]) -> SignerConfig:
+    return config_from_env(merged_settings(path, environ))
+
+
+def check_safe(config: SignerConfig, settings: Mapping[str, str]) -> None:
+    """Refuse, saying what to fix, what must not serve: key or secret files readable by every user of
+    the host, and example or short passphrases outside dev mode. (Serving without mutual TLS is
+    impossible: `SignerConfig` requires the certificate, key and client CA.)"""
+    problems: list[str] = []
+    for name in _SECRET_FILE_SETTINGS:
+        path = settings.get(name)
+        if not path:
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            problems.append(f"cannot read {name}={path}: {e.strerror}")
+            continue
+        if mode & stat.S_IROTH:
+            problems.append(f"{path} ({name}) is world-readable: chmod 600 it (or 640 with the signer's group)")
+    if not config.dev_mode:
+        for alias, passphrase in config.passphrases.items():
+            if passphrase.strip().lower() in KNOWN_DEFAULT_PASSPHRASES:
+                problems.append(f"the passphrase of alias {alias!r} is an example or default one: generate a "
+                                "long random one (e.g. `openssl rand -base64 32`)")
+            elif len(passphrase) < MIN_PASSPHRASE_LENGTH:
+                problems.append(f"the passphrase of alias {alias!r} is shorter than {MIN_PASSPHRASE_LENGTH} "
+                                "characters: generate a long random one")
+    if problems:
+        raise ConfigError("unsafe configuration: " + "; ".join(problems)
+                          + (f" ({ENV_DEV_MODE}=true relaxes the passphrase rules for local development only)"
+                             if not config.dev_mode and any("passphrase" in p for p in problems) else ""))
 
 
 def parse_passphrases(text: str, source: str) -> dict[str, str]:
