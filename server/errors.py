@@ -19,6 +19,8 @@ class ServerError(Exception):
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.headers: dict[str, str] = {}
+        """HTTP headers the answer carries (a bearer challenge, Retry-After)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "detail": self.detail}
@@ -100,3 +102,24 @@ class SignerRefusedError(ServerError):
 class StorageError(ServerError):
     code = "STORAGE_UNAVAILABLE"
     http_status = 503
+
+
+class UnauthorizedError(ServerError):
+    """No token, or a token that does not verify (signature, issuer, audience, time, algorithm)."""
+
+    code = "UNAUTHORIZED"
+    http_status = 401
+
+
+class DeniedError(ServerError):
+    """A valid token that does not grant the action on the resource."""
+
+    code = "DENIED"
+    http_status = 403
+
+
+class TooManyRequestsError(ServerError):
+    """The client sent more requests than its rate limit allows; retry after `Retry-After` seconds."""
+
+    code = "TOO_MANY_REQUESTS"
+    http_status = 429

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from tufnotary.server.audit import AuditEntry, AuditRecord
+
 
 @dataclass(frozen=True)
 class StoredFile:
@@ -64,8 +66,9 @@ class MetaStore(ABC):
         """Return `version` of `role` (the latest when None), or None if it is not stored."""
 
     @abstractmethod
-    def commit(self, collection: str, files: Sequence[NewFile], expected: Mapping[str, int]) -> None:
-        """Store all of `files` atomically, or none of them.
+    def commit(self, collection: str, files: Sequence[NewFile], expected: Mapping[str, int],
+               audit: AuditEntry | None = None) -> None:
+        """Store all of `files` atomically, or none of them, with the audit record `audit`.
 
         `expected` maps role -> the version the caller saw as current when it validated the
         upload (0: the role did not exist). In one transaction, serialised with every other
@@ -78,11 +81,28 @@ class MetaStore(ABC):
         - otherwise store every file; the first commit to a collection creates it.
 
         `files` must be non-empty with distinct (role, version) pairs and versions >= 1.
+        `audit`, when given, is appended to the audit chain in the same transaction: the files
+        are stored with their record or not at all.
         """
 
     @abstractmethod
-    def delete_collection(self, collection: str) -> bool:
-        """Remove `collection` and every version of every role of it; False if it did not exist."""
+    def delete_collection(self, collection: str, audit: AuditEntry | None = None) -> bool:
+        """Remove `collection` and every version of every role of it; False if it did not exist.
+
+        Its audit records stay. `audit` is appended in the same transaction, only if it existed.
+        """
+
+    @abstractmethod
+    def append_audit(self, entry: AuditEntry) -> AuditRecord:
+        """Append `entry` to the audit chain on its own (changes made outside this store)."""
+
+    @abstractmethod
+    def audit_records(self, collection: str | None = None, since: int = 0, limit: int = 100) -> list[AuditRecord]:
+        """Records with seq > `since`, oldest first, at most `limit`; of one collection, or all."""
+
+    @abstractmethod
+    def audit_head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record of the chain; (0, GENESIS_HASH) when empty."""
 
     @abstractmethod
     def collections(self) -> list[str]:

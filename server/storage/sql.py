@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from tufnotary.server.audit import GENESIS_HASH, AuditEntry, AuditRecord, seal
 from tufnotary.server.errors import VersionConflictError
 from tufnotary.server.storage.base import MetaStore, NewFile, StoredFile
 
@@ -146,7 +147,8 @@ class SqlMetaStore(MetaStore):
 
     # --- writes -------------------------------------------------------------------------
 
-    def commit(self, collection: str, files: Sequence[NewFile], expected: Mapping[str, int]) -> None:
+    def commit(self, collection: str, files: Sequence[NewFile], expected: Mapping[str, int],
+               audit: AuditEntry | None = None) -> None:
         _check_name("collection", collection)
         _check_commit(files, expected)
         now = _now()
@@ -179,10 +181,12 @@ class SqlMetaStore(MetaStore):
                 except self.integrity_errors as exc:
                     # Only reachable if the collection lock were bypassed; the key still holds.
                     raise _duplicate(collection, role, version) from exc
+            if audit is not None:
+                self._append_audit(cur, audit)
 
         self._run(work, write=True)
 
-    def delete_collection(self, collection: str) -> bool:
+    def delete_collection(self, collection: str, audit: AuditEntry | None = None) -> bool:
         _check_name("collection", collection)
 
         def work(cur: Cursor) -> bool:
@@ -193,9 +197,62 @@ class SqlMetaStore(MetaStore):
                 return False
             cur.execute(self._q("DELETE FROM files WHERE collection_id = ?"), (row[0],))
             cur.execute(self._q("DELETE FROM collections WHERE id = ?"), (row[0],))
+            if audit is not None:
+                self._append_audit(cur, audit)
             return True
 
         return self._run(work, write=True)
+
+    # --- audit chain --------------------------------------------------------------------
+
+    def _append_audit(self, cur: Cursor, entry: AuditEntry) -> AuditRecord:
+        """Append `entry` after the chain's head, inside the caller's write transaction.
+
+        Locking the single head row serialises appends across processes and hosts
+        (SQLite write transactions are serialised already), so the chain stays linear.
+        """
+        cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1" + self.lock_clause)
+        row = cur.fetchone()
+        if row is None:
+            raise RuntimeError("the audit chain has no head row: run the migrations")
+        record = seal(entry, int(row[0]) + 1, _now().isoformat(timespec="microseconds"), row[1])
+        cur.execute(self._q("INSERT INTO audit_log (seq, recorded_at, action, collection, subject, client,"
+                            " details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    (record.seq, record.recorded_at, record.action, record.collection, record.subject,
+                     record.client, record.details, record.prev_hash, record.hash))
+        cur.execute(self._q("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (record.seq, record.hash))
+        return record
+
+    def append_audit(self, entry: AuditEntry) -> AuditRecord:
+        return self._run(lambda cur: self._append_audit(cur, entry), write=True)
+
+    def audit_records(self, collection: str | None = None, since: int = 0, limit: int = 100) -> list[AuditRecord]:
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise ValueError(f"since must be an integer >= 0, not {since!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an integer >= 1, not {limit!r}")
+        sql = ("SELECT seq, recorded_at, action, collection, subject, client, details, prev_hash, hash"
+               " FROM audit_log WHERE seq > ?")
+        params: tuple[Any, ...] = (since,)
+        if collection is not None:
+            _check_name("collection", collection)
+            sql, params = sql + " AND collection = ?", (since, collection)
+        sql += " ORDER BY seq LIMIT ?"
+
+        def work(cur: Cursor) -> list[AuditRecord]:
+            cur.execute(self._q(sql), (*params, limit))
+            return [AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+                    for r in cur.fetchall()]
+
+        return self._run(work, write=False)
+
+    def audit_head(self) -> tuple[int, str]:
+        def work(cur: Cursor) -> tuple[int, str]:
+            cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1")
+            row = cur.fetchone()
+            return (0, GENESIS_HASH) if row is None else (int(row[0]), row[1])
+
+        return self._run(work, write=False)
 
     def _lock_collection(self, cur: Cursor, collection: str, now: datetime) -> int:
         """Lock the collection's row until the transaction ends (creating it first if needed)."""
