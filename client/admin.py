@@ -428,9 +428,20 @@ class Admin:
 
     # --- expiry -----------------------------------------------------------------------------
 
+    def _server_signs_snapshot(self, state: TrustedState) -> bool:
+        server_key = self.pub.server.online_key(state.collection, Snapshot.type)
+        return server_key.keyid in state.root.signed.roles[Snapshot.type].keyids
+
     def bump_expiry(
         self, collection: str, role: str, days: float, save: Path | None = None
     ) -> SubmitResult:
+        if role == Snapshot.type and days > 0:
+            state = self.pub.state(collection)
+            if not self._server_signs_snapshot(state):  # --client-managed: the owner renews it
+                draft = Draft(collection, f"new expiry of snapshot in {collection}")
+                self.pub.set_requirements(state, draft)
+                draft.roles[Snapshot.type].metadata.signed.expires = self.pub.now() + timedelta(days=days)
+                return self.pub.submit(draft, save)
         if role in SERVER_ROLES:
             raise UsageError(
                 f"{role} is signed and renewed by the server; only root, targets and delegated "
@@ -451,11 +462,12 @@ class Admin:
         state = self.pub.state(collection)
         now = self.pub.now()
         root = state.root.signed
+        renewed_by_server = {"timestamp"} | ({"snapshot"} if self._server_signs_snapshot(state) else set())
 
         def entry(role: str, md: Metadata[Any], delegator: Root | Targets) -> RoleStatus:
             result = delegator.get_verification_result(role, md.signed_bytes, md.signatures)
             expires = md.signed.expires
-            window = SERVER_ROLE_WARNING if role in SERVER_ROLES else timedelta(days=warn_days)
+            window = SERVER_ROLE_WARNING if role in renewed_by_server else timedelta(days=warn_days)
             return RoleStatus(
                 role, md.signed.version, expires, result.threshold, sorted(result.signed),
                 sorted(set(result.signed) | set(result.unsigned)), expires <= now,

@@ -318,12 +318,12 @@ def cmd_status(ctx: Context) -> int:
         signers = ", ".join(k[:16] for k in r.signed_by) or "none"
         _out(f"{r.role:<24} {r.version:>7}  {when:<20}  {len(r.signed_by)} of {r.threshold} "
              f"needed: {signers}")
-        fix = (
-            "the server renews it; check the server and signer"
-            if r.role in ("timestamp", "snapshot")
-            else f"run 'tufnotary bump-expiry {ctx.args.collection} "
-                 f"{r.role.split(' ')[0].removesuffix('-*')} --days N'"
-        )
+        bump = f"run 'tufnotary bump-expiry {ctx.args.collection} {r.role.split(' ')[0].removesuffix('-*')} --days N'"
+        fix = {
+            "timestamp": "the server renews it; check the server and signer",
+            "snapshot": f"if you sign snapshot (--client-managed), {bump}; otherwise the server renews it: "
+                        "check the server and signer",
+        }.get(r.role, bump)
         if r.expired:
             _warn(f"{r.role} of {ctx.args.collection} EXPIRED {-days:.1f} days ago: clients "
                   f"refuse it; {fix}")

@@ -40,6 +40,11 @@ def test_snapshot_custody_round_trip(stack, collection, tmp_path):
     ok(tufnotary(stack, owner, "publish", collection))
     assert _snapshot_signers(stack, collection) == set(own_key)  # the publisher signed this publish's snapshot
     ok(tufnotary(stack, consumer, "verify", "--root", str(pinned), collection, "a.bin", str(artifact)))
+    status = tufnotary(stack, owner, "status", collection, "--warn-days", "30")
+    assert status.returncode == 0 and f"warning: snapshot of {collection} expires in" in status.stderr
+    ok(tufnotary(stack, owner, "bump-expiry", collection, "snapshot", "--days", "20"))
+    with urllib.request.urlopen(stack.base(collection) + "snapshot.json", timeout=10) as r:
+        assert json.load(r)["signed"]["expires"] > "2026-12-01"  # 20 days, not the 7-day default
 
     ok(tufnotary(stack, owner, "key", "rotate", collection, "snapshot", "--server-managed"))
     back = _root_snapshot_keys(stack, collection)
