@@ -96,9 +96,7 @@ def validate_update(
     root = _validate_root(stored.get("root"), uploaded.get("root"), now)
     targets_md = _validate_targets(root, stored, uploaded)
     trusted = _validate_delegations(stored, targets_md, uploaded)
-    targets_versions = {
-        role: f.version for role, f in current.items() if role not in _NOT_TARGETS
-    }
+    targets_versions = {role: current[role].version for role in stored.targets_roles()}
     targets_versions.update({role: md.signed.version for role, md in trusted.items()})
     if "snapshot" in uploaded:
         _validate_snapshot(root, uploaded["snapshot"], targets_versions)
