@@ -10,8 +10,11 @@ import logging
 from dataclasses import dataclass
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from tufnotary.server import ops
 from tufnotary.server.api import bp
+from tufnotary.server.auth import build_gatekeeper, token_bp
 from tufnotary.server.config import ServerConfig, config_from_env
 from tufnotary.server.publish import OnlineSigner
 from tufnotary.server.remote_signer import RemoteSigner
@@ -34,6 +37,7 @@ def create_app(
     config = config or config_from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
+    gatekeeper = build_gatekeeper(config.auth)  # refuses to start when nobody could ever be let in
     if store is None:
         store = open_store(config.database_url)
     if signer is None:
@@ -46,5 +50,10 @@ def create_app(
         )
     app.extensions["tufnotary"] = Services(config, store, signer)
     app.register_blueprint(bp)
+    app.extensions["tufnotary_auth"] = gatekeeper
+    app.register_blueprint(token_bp)
+    if config.auth.proxy_hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.auth.proxy_hops)  # type: ignore[method-assign]
+    ops.init_app(app)  # health, readiness, /metrics, OpenAPI; request id and access log
     logging.getLogger("tufnotary").setLevel(logging.INFO)
     return app

@@ -13,20 +13,30 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from tufnotary.server.config import config_from_env
+from tufnotary.server.config import ENV_CONFIG_FILE, check_safe, load_config
 from tufnotary.server.errors import ServerError
 
 
 def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
+    config = load_config(args.config)
+    check_safe(config)
+    # Before prometheus_client is first imported (by the app): every worker writes its samples to
+    # this directory and /metrics adds them up. A leftover directory is emptied.
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="tufnotary-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from tufnotary.server import metrics
     from tufnotary.server.app import create_app
+    from tufnotary.server.logs import configure_logging
     from tufnotary.server.renewer import Renewer
 
-    config = config_from_env()
+    metrics.prepare_multiprocess_dir(metrics_dir)
+    configure_logging(config.log_format, config.log_level)
     if args.migrate:
         _migrate_store(config.database_url)
 
@@ -41,8 +51,10 @@ def _serve(args: argparse.Namespace) -> int:
             self.cfg.set("proc_name", "tufnotary-server")
             if "control_socket_disable" in self.cfg.settings:  # one per host would collide
                 self.cfg.set("control_socket_disable", True)
+            self.cfg.set("child_exit", lambda server, worker: metrics.worker_exited(worker.pid))
 
         def load(self):  # runs in each worker after the fork
+            configure_logging(config.log_format, config.log_level)
             app = create_app(config)
             if config.renew_interval > 0:
                 services = app.extensions["tufnotary"]
@@ -64,7 +76,7 @@ def _migrate_store(url: str) -> list[str]:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    applied = _migrate_store(config_from_env().database_url)
+    applied = _migrate_store(load_config(args.config).database_url)
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
 
@@ -104,6 +116,7 @@ def _dev(args: argparse.Namespace) -> int:
         "TUFNOTARY_SIGNER_TLS_KEY": str(certs / "signer.key"),
         "TUFNOTARY_SIGNER_TLS_CLIENT_CA": str(certs / "ca.crt"),
         "TUFNOTARY_SIGNER_PASSPHRASE_FILE": str(passphrase_file),
+        "TUFNOTARY_SIGNER_LOG_FORMAT": os.environ.get("TUFNOTARY_SIGNER_LOG_FORMAT", "text"),
     }
     server_env = {
         **os.environ,
@@ -112,6 +125,7 @@ def _dev(args: argparse.Namespace) -> int:
         "TUFNOTARY_SERVER_SIGNER_CA": str(certs / "ca.crt"),
         "TUFNOTARY_SERVER_SIGNER_CLIENT_CERT": str(certs / "server-client.crt"),
         "TUFNOTARY_SERVER_SIGNER_CLIENT_KEY": str(certs / "server-client.key"),
+        "TUFNOTARY_SERVER_LOG_FORMAT": os.environ.get("TUFNOTARY_SERVER_LOG_FORMAT", "text"),
     }
     server_exe = shutil.which("tufnotary-server", path=str(bindir)) or "tufnotary-server"
     procs: list[subprocess.Popen] = []
@@ -147,9 +161,12 @@ def _dev(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tufnotary-server", description="tufnotary metadata server")
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help=f"TOML configuration file (default: ${ENV_CONFIG_FILE}); "
+                             "TUFNOTARY_SERVER_* variables override it (docs/configuration.md)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="serve the HTTP API with gunicorn (configuration from the environment)")
+    serve = sub.add_parser("serve", help="serve the HTTP API with gunicorn (configuration from --config and the environment)")
     serve.add_argument("--bind", default="127.0.0.1:4443", help="address to listen on (default: %(default)s)")
     serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default: %(default)s)")
     serve.add_argument("--threads", type=int, default=4, help="threads per worker (default: %(default)s)")

@@ -18,18 +18,22 @@ import hashlib
 import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key, Signature, SSlibKey
 
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
+from tufnotary.server import metrics
 from tufnotary.server.errors import ServerError, SignerRefusedError, SignerUnavailableError, VersionConflictError
+from tufnotary.server.logs import REQUEST_ID_METADATA, current_request_id
 
 _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 _HIGHEST_SIGNED_METADATA = "tufnotary-highest-signed-version"
@@ -143,8 +147,11 @@ class RemoteSigner:
         deadline = timeout or self.timeout * math.ceil(len(items) / BATCH_ITEMS_PER_TIMEOUT)
         results: list[Signature | ServerError | None] = [None] * len(items)
         stub = self._get_stub()
+        started, outcome = time.perf_counter(), "ok"
         try:
-            for result in stub.SignBatch(signer_pb2.SignBatchRequest(requests=requests), timeout=deadline):
+            call = stub.SignBatch(signer_pb2.SignBatchRequest(requests=requests), timeout=deadline,
+                                  metadata=_metadata())
+            for result in call:
                 if result.index >= len(items) or results[result.index] is not None:
                     raise SignerRefusedError("the signer answered a batch with a wrong index", {"index": result.index})
                 key, payload = items[result.index]
@@ -156,7 +163,10 @@ class RemoteSigner:
                 else:
                     results[result.index] = self._batch_error(result.error)
         except grpc.RpcError as e:
+            outcome = e.code().name.lower()  # type: ignore[attr-defined]
             raise self._translate("SignBatch", e) from None
+        finally:
+            metrics.signer_latency.labels("SignBatch", outcome).observe(time.perf_counter() - started)
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:
             raise SignerRefusedError("the signer left batch items unanswered", {"missing": missing[:20]})
@@ -200,12 +210,36 @@ class RemoteSigner:
             ) from None
         return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
+    def check_health(self, timeout: float | None = None) -> None:
+        """Raise SignerUnavailableError unless the signer's gRPC health service says SERVING."""
+        self._get_stub()
+        with self._lock:
+            channel = self._channel
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout or self.timeout,
+                                  metadata=_metadata())
+        except grpc.RpcError as e:
+            raise SignerUnavailableError(
+                f"the signer at {self.address} is unavailable",
+                {"method": "Health.Check", "status": e.code().name},  # type: ignore[attr-defined]
+            ) from None
+        if response.status != health_pb2.HealthCheckResponse.SERVING:
+            raise SignerUnavailableError(
+                f"the signer at {self.address} is not serving (its key store is unreachable)",
+                {"method": "Health.Check", "status": health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)},
+            )
+
     def _call(self, method: str, request: object) -> Any:
         stub = self._get_stub()
+        started, outcome = time.perf_counter(), "ok"
         try:
-            return getattr(stub, method)(request, timeout=self.timeout)
+            return getattr(stub, method)(request, timeout=self.timeout, metadata=_metadata())
         except grpc.RpcError as e:
+            outcome = e.code().name.lower()  # type: ignore[attr-defined]
             raise self._translate(method, e) from None
+        finally:
+            metrics.signer_latency.labels(method, outcome).observe(time.perf_counter() - started)
 
     def _translate(self, method: str, e: grpc.RpcError) -> ServerError:
         code: grpc.StatusCode = e.code()  # type: ignore[attr-defined]
@@ -274,6 +308,12 @@ class RemoteSigner:
             with self._lock:
                 self._bindings[message.key_id] = (message.collection, message.role)
         return key
+
+
+def _metadata() -> tuple[tuple[str, str], ...]:
+    """The request id of the HTTP request (or renewal pass) this call serves, for the signer's logs."""
+    request_id = current_request_id()
+    return ((REQUEST_ID_METADATA, request_id),) if request_id else ()
 
 
 def _version_conflict(details: str, highest: str) -> VersionConflictError:

@@ -11,7 +11,9 @@ import logging
 import random
 import threading
 
+from tufnotary.server import metrics
 from tufnotary.server.errors import ServerError, VersionConflictError
+from tufnotary.server.logs import new_request_id, reset_request_id, set_request_id
 from tufnotary.server.publish import OnlineSigner, renew
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.storage import MetaStore
@@ -22,14 +24,20 @@ log = logging.getLogger(__name__)
 def renew_all(store: MetaStore, signer: OnlineSigner, config: ServerConfig) -> int:
     """One pass over every collection; returns how many were renewed."""
     renewed = 0
-    for collection in store.collections():
-        try:
-            if renew(store, signer, config, collection):
-                renewed += 1
-        except VersionConflictError:
-            continue
-        except ServerError as e:  # the signer or the database is down: try again next pass
-            log.warning("could not renew %s: %s %s", collection, e.code, e.message)
+    token = set_request_id(new_request_id("renew-"))  # follows the pass into the signer's logs
+    try:
+        for collection in store.collections():
+            try:
+                if renew(store, signer, config, collection):
+                    renewed += 1
+                    metrics.renewals.inc()
+            except VersionConflictError:
+                continue
+            except ServerError as e:  # the signer or the database is down: try again next pass
+                metrics.renewal_failures.labels(e.code).inc()
+                log.warning("could not renew %s: %s %s", collection, e.code, e.message)
+    finally:
+        reset_request_id(token)
     return renewed
 
 
@@ -48,8 +56,10 @@ class Renewer(threading.Thread):
                 if count:
                     log.info("renewed %d collection(s)", count)
             except ServerError as e:
+                metrics.renewal_failures.labels(e.code).inc()
                 log.warning("renewal pass failed: %s %s", e.code, e.message)
             except Exception:
+                metrics.renewal_failures.labels("INTERNAL").inc()
                 log.exception("renewal pass failed")
 
     def stop(self) -> None:

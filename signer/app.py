@@ -18,6 +18,7 @@ from tufnotary.signer.config import SignerConfig
 from tufnotary.signer.errors import ConfigError
 from tufnotary.signer.health import Readiness
 from tufnotary.signer.keystore import KeyStore
+from tufnotary.signer.metrics import TimedKeyStore
 from tufnotary.signer.service import SERVICE_NAME, SignerServicer, add_signer
 
 
@@ -66,6 +67,7 @@ def create_server(
 ) -> SignerServer:
     """A bound, not yet started signer for `keystore` (listen port 0 picks a free port)."""
     credentials = server_credentials(config)
+    keystore = TimedKeyStore(keystore)  # type: ignore[assignment]  # same interface, every call timed
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers))
     readiness = Readiness(keystore, (SERVICE_NAME,), interval=config.health_interval)
     servicer = SignerServicer(

@@ -1,6 +1,6 @@
 """`tufnotary-signer`: the only module of the signer that parses arguments, prints or exits.
 
-    tufnotary-signer serve              # config from TUFNOTARY_SIGNER_* variables; migrate, then serve
+    tufnotary-signer [--config FILE] serve  # config from FILE and TUFNOTARY_SIGNER_* variables; migrate, serve
     tufnotary-signer migrate            # apply pending key database migrations
     tufnotary-signer rewrap --to ALIAS  # re-encrypt every SQL-stored key under ALIAS's passphrase
     tufnotary-signer gen-certs --out D  # development CA, signer and server-client certificates
@@ -20,8 +20,10 @@ from types import FrameType
 
 from tufnotary.signer.app import create_server, open_keystore
 from tufnotary.signer.certs import write_dev_certs
-from tufnotary.signer.config import SignerConfig, config_from_env
+from tufnotary.signer.config import ENV_CONFIG_FILE, SignerConfig, check_safe, load_config, merged_settings
 from tufnotary.signer.errors import ConfigError, SignerError
+from tufnotary.signer.logs import configure_logging
+from tufnotary.signer.metrics import serve_metrics
 from tufnotary.signer.sql_keystore import SqlKeyStore
 
 log = logging.getLogger("tufnotary.signer")
@@ -34,6 +36,9 @@ def serve(config: SignerConfig) -> None:
     try:
         keystore.migrate()
         signer = create_server(config, keystore)
+        if config.metrics_listen:
+            metrics_port = serve_metrics(config.metrics_listen)
+            log.info("metrics on http://%s:%d/metrics", config.metrics_listen.rsplit(":", 1)[0], metrics_port)
         stop = threading.Event()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -77,8 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tufnotary-signer",
         description="The tufnotary signer: online TUF keys behind gRPC with mutual TLS. "
-        "Configured by TUFNOTARY_SIGNER_* environment variables.",
+        "Configured by a TOML file (--config) and TUFNOTARY_SIGNER_* environment variables, which override it.",
     )
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help=f"TOML configuration file (default: ${ENV_CONFIG_FILE}); see docs/configuration.md")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate the key database, then serve until SIGTERM/SIGINT")
     sub.add_parser("migrate", help="apply pending key database migrations")
@@ -99,13 +106,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths = write_dev_certs(args.out)
             print(f"wrote development certificates to {paths.ca_cert.parent}")
         elif args.command == "migrate":
-            migrate(config_from_env(os.environ))
+            migrate(load_config(args.config, os.environ))
             print("signer key database is up to date")
         elif args.command == "rewrap":
-            count = rewrap(config_from_env(os.environ), args.to)
+            count = rewrap(load_config(args.config, os.environ), args.to)
             print(f"rewrapped {count} key(s) under passphrase alias {args.to!r}")
         else:
-            serve(config_from_env(os.environ))
+            settings = merged_settings(args.config, os.environ)
+            config = load_config(args.config, os.environ)
+            check_safe(config, settings)
+            configure_logging(config.log_format)
+            serve(config)
     except SignerError as e:
         print(f"tufnotary-signer: {e.message}", file=sys.stderr)
         return 2

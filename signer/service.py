@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import TypeVar
@@ -18,6 +19,7 @@ import grpc
 from securesystemslib.signer import Signer
 
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
+from tufnotary.signer import metrics
 from tufnotary.signer.errors import (
     ClientNotAllowedError,
     ConfigError,
@@ -31,6 +33,7 @@ from tufnotary.signer.errors import (
 )
 from tufnotary.signer.health import Readiness
 from tufnotary.signer.keystore import KeyRecord, KeyStore
+from tufnotary.signer.logs import bind_request_id
 from tufnotary.signer.policy import SigningPolicy, check_payload
 
 log = logging.getLogger(__name__)
@@ -115,11 +118,14 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
         return subject
 
     def _refused(self, method: str, error: SignerError) -> None:
+        metrics.refusals.labels(method, error.code).inc()
         log.warning("%s refused: %s: %s", method, error.code, error.message)
         if isinstance(error, KeyStoreUnavailableError) and self._readiness is not None:
             self._readiness.mark_unavailable(error.message)
 
-    def _run(self, context: grpc.ServicerContext, method: str, call: Callable[[str], T]) -> T:
+    def _run(self, context: grpc.ServicerContext, method: str, call: Callable[[str], T], timed: bool = True) -> T:
+        bind_request_id(context.invocation_metadata())
+        started = time.perf_counter()
         try:
             return call(self._authorize(context))
         except SignerError as e:
@@ -129,7 +135,11 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
             context.abort(status_for(e), f"{e.code}: {e.message}")
         except Exception:
             log.exception("%s failed", method)
+            metrics.refusals.labels(method, "INTERNAL").inc()
             context.abort(grpc.StatusCode.INTERNAL, "internal signer error; see the signer's log")
+        finally:
+            if timed:
+                metrics.rpc_latency.labels(method).observe(time.perf_counter() - started)
         raise AssertionError("context.abort returned")  # abort always raises
 
     # -- key lifecycle -----------------------------------------------------------------------------
@@ -214,6 +224,7 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
                 signers[record.key_id] = signer
         self._keystore.record_signature(record.key_id, checked.version, checked.sha256, subject)
         signature = signer.sign(request.payload)
+        metrics.signatures.labels(record.role, record.scheme).inc()
         log.info(
             "signed key_id=%s collection=%s role=%s version=%d payload_sha256=%s",
             record.key_id, record.collection, record.role, checked.version, checked.sha256,
@@ -231,7 +242,16 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
                 raise InvalidRequestError(f"a batch holds at most {MAX_BATCH} payloads, not {len(request.requests)}")
             return subject
 
-        subject = self._run(context, "SignBatch", check)
+        started = time.perf_counter()
+        subject = self._run(context, "SignBatch", check, timed=False)
+        try:
+            yield from self._sign_batch_items(request, context, subject)
+        finally:
+            metrics.rpc_latency.labels("SignBatch").observe(time.perf_counter() - started)
+
+    def _sign_batch_items(
+        self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext, subject: str
+    ) -> Iterator[signer_pb2.SignBatchResult]:
         signers: dict[str, Signer] = {}
         for index, item in enumerate(request.requests):
             if not context.is_active():

@@ -121,6 +121,7 @@ def test_sigterm_finishes_the_batch_in_flight(dev_certs: DevCertPaths, tmp_path:
 def test_rewrap_cli_while_the_signer_serves(dev_certs: DevCertPaths, tmp_path: Path) -> None:
     passphrases = tmp_path / "passphrases"
     passphrases.write_text(f"# alias=passphrase\nold={PASSPHRASE}\nnew=the second passphrase\n")
+    passphrases.chmod(0o600)  # the signer refuses world-readable secret files
     env = signer_env(dev_certs, tmp_path, free_port())
     del env["TUFNOTARY_SIGNER_PASSPHRASE_FILE"]
     env.update(TUFNOTARY_SIGNER_PASSPHRASES_FILE=str(passphrases), TUFNOTARY_SIGNER_PASSPHRASE_ALIAS="old")
@@ -169,6 +170,7 @@ def test_rewrap_cli_while_the_signer_serves(dev_certs: DevCertPaths, tmp_path: P
 def test_pkcs11_signer_process(dev_certs: DevCertPaths, tmp_path: Path, softhsm: Pkcs11Config) -> None:
     pin_file = tmp_path / "pin"
     pin_file.write_text(SOFTHSM_PIN + "\n")
+    pin_file.chmod(0o600)
     env = signer_env(dev_certs, tmp_path, free_port())
     del env["TUFNOTARY_SIGNER_PASSPHRASE_FILE"]
     env.update(

@@ -1,0 +1,69 @@
+"""Prometheus metrics of the signer, served over plain HTTP on their own port
+(`TUFNOTARY_SIGNER_METRICS_LISTEN`), apart from the mutual-TLS gRPC port.
+
+They hold counts and timings only: roles, algorithms, refusal codes, key-store operations.
+The signer is one process (a thread pool), so the default registry sees everything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+from tufnotary.signer.errors import ConfigError
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+signatures = Counter(
+    "tufnotary_signer_signatures_total", "Signatures made, by role and algorithm (TUF key scheme)", ["role", "algorithm"]
+)
+refusals = Counter(
+    "tufnotary_signer_refusals_total", "Requests refused, by gRPC method and reason (error code)", ["method", "reason"]
+)
+rpc_latency = Histogram(
+    "tufnotary_signer_rpc_duration_seconds", "Time to answer a gRPC call, by method", ["method"], buckets=_BUCKETS
+)
+keystore_latency = Histogram(
+    "tufnotary_signer_keystore_duration_seconds", "Time of each key-store operation, by operation and outcome",
+    ["operation", "outcome"], buckets=_BUCKETS,
+)
+
+
+def serve_metrics(listen: str) -> int:
+    """Serve /metrics on `listen` ("host:port", port 0 picks one) in a daemon thread; return the port."""
+    host, _, port = listen.rpartition(":")
+    try:
+        server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"cannot serve metrics on {listen}: {e}") from None
+    return int(server.server_address[1])
+
+
+class TimedKeyStore:
+    """A key store whose every method call is timed into `tufnotary_signer_keystore_duration_seconds`."""
+
+    def __init__(self, keystore: Any) -> None:
+        self._keystore = keystore
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._keystore, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+        return _timed(name, attr)
+
+
+def _timed(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            return call(*args, **kwargs)
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            keystore_latency.labels(operation, outcome).observe(time.perf_counter() - started)
+
+    return timed
