@@ -1,7 +1,9 @@
-"""The HTTP API: routes under /v2/<collection>/_trust/tuf/, and the JSON error body.
+"""The HTTP API: routes under /v2/<collection>/_trust/tuf/, the changefeeds, and the JSON error body.
 
 Routes only translate between HTTP and the domain (`publish`, the store, the signer);
 every ServerError becomes `{"errors": [{"code", "message", "detail"}]}` with its status.
+Every route declares the access it needs (`auth.requires`), checked by `auth.guard` first;
+every change is recorded in the audit log with who made it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import re
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from tufnotary.server.auth import ADMIN, CATALOG_ADMIN, PING, PULL_CHANGEFEED, PULL_METADATA, PUSH
+from tufnotary.server.auth import audit_entry, guard, requires
 from tufnotary.server.config import max_file_bytes
 from tufnotary.server.errors import (
+    BadRequestError,
     BadRoleError,
     MalformedMetadataError,
     NotFoundError,
@@ -25,6 +30,7 @@ from tufnotary.server.publish import ONLINE_ROLES, publish
 
 log = logging.getLogger(__name__)
 bp = Blueprint("tuf", __name__)
+bp.before_request(guard)
 
 _VERSIONED = re.compile(r"(?P<version>[0-9]+)\.(?P<role>.+)\.json")
 _CURRENT = re.compile(r"(?P<role>.+)\.json")
@@ -41,6 +47,7 @@ def _services():
 def error_response(error: ServerError) -> Response:
     response = jsonify({"errors": [error.to_dict()]})
     response.status_code = error.http_status
+    response.headers.update(error.headers)
     return response
 
 
@@ -72,11 +79,13 @@ def _on_unexpected(error: Exception) -> Response:
 
 
 @bp.get("/v2/")
+@requires(PING)
 def ping() -> Response:
     return jsonify({})
 
 
 @bp.post("/v2/<path:collection>/_trust/tuf/")
+@requires(PUSH)
 def post_metadata(collection: str) -> Response:
     check_collection(collection)
     services = _services()
@@ -99,32 +108,40 @@ def post_metadata(collection: str) -> Response:
             "upload each role as a file part named after the role (multipart/form-data)",
             {"fields": sorted(request.form)},
         )
-    versions = publish(services.store, services.signer, services.config, collection, uploads)
+    versions = publish(services.store, services.signer, services.config, collection, uploads,
+                       audit=lambda details: audit_entry("publish", collection, details))
     log.info("published %s: %s", collection, versions)
     return jsonify({"collection": collection, "versions": versions})
 
 
 @bp.delete("/v2/<path:collection>/_trust/tuf/")
+@requires(ADMIN)
 def delete_collection(collection: str) -> Response:
     """Delete the signer keys first: if the signer is down nothing is deleted and a retry works,
-    and a collection re-created under the same name never meets its predecessor's keys."""
+    and a collection re-created under the same name never meets its predecessor's keys.
+    The audit record (with the versions and keys deleted) is stored with the deletion."""
     check_collection(collection)
     services = _services()
+    versions = {role: f.version for role, f in services.store.current(collection).items()}
     keys = services.signer.list_keys(collection)
     for key in keys:
         services.signer.delete_key(key.keyid)
-    if not services.store.delete_collection(collection) and not keys:
-        raise NotFoundError(f"collection {collection} does not exist")
+    entry = audit_entry("delete", collection, {"roles": versions, "signer_keys": sorted(k.keyid for k in keys)})
+    if not services.store.delete_collection(collection, audit=entry):
+        if not keys:
+            raise NotFoundError(f"collection {collection} does not exist")
+        services.store.append_audit(entry)
     log.info("deleted collection %s", collection)
     return jsonify({"collection": collection, "deleted": True})
 
 
 @bp.get("/v2/<path:collection>/_trust/tuf/<path:filename>")
+@requires(PULL_METADATA)
 def get_metadata(collection: str, filename: str) -> Response:
     check_collection(collection)
     services = _services()
-    if match := _KEY.fullmatch(filename):
-        return _online_key(collection, match["role"])
+    if _KEY.fullmatch(filename):
+        raise NotFoundError(f"{filename} is served by its own route")  # unreachable: get_online_key
     version: int | None = None
     if match := _VERSIONED.fullmatch(filename):
         version, role = int(match["version"]), match["role"]
@@ -146,21 +163,74 @@ def get_metadata(collection: str, filename: str) -> Response:
     return response
 
 
-def _online_key(collection: str, role: str) -> Response:
+@bp.get("/v2/<path:collection>/_trust/tuf/<any(timestamp, snapshot):role>.key")
+@requires(PUSH)
+def get_online_key(collection: str, role: str) -> Response:
+    """The server-managed public key of `role`, created on first request: part of initialising a
+    collection, so it needs push (consumers get the key from root.json)."""
+    check_collection(collection)
     assert role in ONLINE_ROLES
-    signer = _services().signer
-    key = signer.get_public_key(collection, role) or signer.create_key(collection, role)
+    services = _services()
+    key = services.signer.get_public_key(collection, role)
+    if key is None:
+        key = services.signer.create_key(collection, role)
+        services.store.append_audit(audit_entry("key-create", collection, {"role": role, "keyid": key.keyid}))
+        log.info("created the %s key of %s: %s", role, collection, key.keyid)
     return jsonify({"keyid": key.keyid, **key.to_dict()})
 
 
 @bp.post("/v2/<path:collection>/_trust/tuf/<any(timestamp, snapshot):role>.key")
+@requires(ADMIN)
 def rotate_online_key(collection: str, role: str) -> Response:
     """Start rotating a server-managed key: the signer makes a pending key and the server keeps
     signing with the current one until a root listing the new key is published."""
     check_collection(collection)
-    signer = _services().signer
-    if signer.get_public_key(collection, role) is None:
+    services = _services()
+    signer = services.signer
+    current = signer.get_public_key(collection, role)
+    if current is None:
         raise NotFoundError(f"{collection} has no server-managed {role} key to rotate; GET {role}.key creates one")
     key = signer.rotate_key(collection, role)
+    services.store.append_audit(audit_entry("key-rotate", collection, {
+        "role": role, "keyid": key.keyid, "previous_keyid": current.keyid, "state": "pending"}))
     log.info("started rotating the %s key of %s: pending %s", role, collection, key.keyid)
     return jsonify({"keyid": key.keyid, **key.to_dict(), "state": "pending"})
+
+
+MAX_CHANGEFEED_LIMIT = 1000
+
+
+def _int_arg(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequestError(f"{name} must be a whole number", {name: raw[:32]})
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise BadRequestError(f"{name} must be between {minimum} and {maximum}", {name: value})
+    return value
+
+
+def _changefeed(collection: str | None) -> Response:
+    since = _int_arg("since", 0, 0)
+    limit = _int_arg("limit", 100, 1, MAX_CHANGEFEED_LIMIT)
+    records = _services().store.audit_records(collection, since=since, limit=limit + 1)
+    more = len(records) > limit
+    records = records[:limit]
+    return jsonify({"records": [r.to_dict() for r in records],
+                    "next": records[-1].seq if records else since, "more": more})
+
+
+@bp.get("/v2/<path:collection>/_trust/changefeed")
+@requires(PULL_CHANGEFEED)
+def collection_changefeed(collection: str) -> Response:
+    """The audit records of one collection after `since` (a record's seq), oldest first."""
+    return _changefeed(check_collection(collection))
+
+
+@bp.get("/v2/_trust/changefeed")
+@requires(CATALOG_ADMIN)
+def changefeed() -> Response:
+    """The audit records of every collection (admins: registry:catalog:*)."""
+    return _changefeed(None)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from tufnotary.server.auth_config import AuthConfig, auth_config_from_env
 from tufnotary.server.validation import ValidationPolicy
 
 ENV_PREFIX = "TUFNOTARY_SERVER_"
@@ -33,6 +34,9 @@ class ServerConfig:
     max_snapshot_bytes: int = 2_000_000
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     renew_interval: float = 60.0  # seconds between checks for timestamps due for renewal; 0 disables
+    # Authentication, authorisation and rate limits (docs/auth.md). The default is auth on with
+    # nothing trusted, which `create_app` refuses: configure an issuer, or say mode="none".
+    auth: AuthConfig = field(default_factory=AuthConfig)
     log_format: str = "json"  # "json" (one object per line) or "text"
     log_level: str = "info"
 
@@ -80,7 +84,8 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
                 max_expiry = {**max_expiry, role: _days(environ[name])}
             except ValueError as e:
                 raise ValueError(f"{name}: cannot read {environ[name]!r}: {e}") from e
-    return ServerConfig(**values, validation=ValidationPolicy(max_expiry=max_expiry))
+    return ServerConfig(**values, validation=ValidationPolicy(max_expiry=max_expiry),
+                        auth=auth_config_from_env(environ))
 
 
 def _file_settings(path: str) -> dict[str, str]:

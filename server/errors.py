@@ -123,3 +123,10 @@ class TooManyRequestsError(ServerError):
 
     code = "TOO_MANY_REQUESTS"
     http_status = 429
+
+
+class BadRequestError(ServerError):
+    """A query parameter or a token request that does not parse."""
+
+    code = "REQUEST_INVALID"
+    http_status = 400

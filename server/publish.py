@@ -16,6 +16,7 @@ from securesystemslib.signer import Key, Signature
 from tuf.api.metadata import MetaFile, Metadata, Root, Snapshot, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
+from tufnotary.server.audit import AuditEntry, publish_details
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.errors import OnlineKeyError, VersionConflictError
 from tufnotary.server.storage import MetaStore, NewFile
@@ -114,8 +115,12 @@ def publish(
     collection: str,
     uploads: Mapping[str, bytes],
     now: datetime | None = None,
+    audit: Callable[[dict], AuditEntry] | None = None,
 ) -> dict[str, int]:
-    """Validate and store `uploads` (role -> bytes); return the stored version of each role written."""
+    """Validate and store `uploads` (role -> bytes); return the stored version of each role written.
+
+    `audit(details)` makes the audit entry stored in the same transaction (details: the roles and
+    versions written, the versions they replace, and each targets role's per-target changes)."""
     now = now or utcnow()
     current = store.current(collection)
     update = validate_update(current, uploads, now, config.validation)
@@ -137,7 +142,10 @@ def publish(
     )
     files.append(NewFile("timestamp", timestamp_version, timestamp_bytes))
 
-    store.commit(collection, files, expected={role: f.version for role, f in current.items()})
+    details = publish_details({role: f.data for role, f in current.items()},
+                              {f.role: (f.version, f.data) for f in files})
+    entry = audit(details) if audit else AuditEntry("publish", collection, "unknown", None, details)
+    store.commit(collection, files, expected={role: f.version for role, f in current.items()}, audit=entry)
     return {f.role: f.version for f in files}
 
 
@@ -177,5 +185,8 @@ def renew(
         )
         files.append(NewFile("timestamp", version, data))
     if files:
-        store.commit(collection, files, expected={role: f.version for role, f in current.items()})
+        details = publish_details({role: f.data for role, f in current.items()},
+                                  {f.role: (f.version, f.data) for f in files})
+        store.commit(collection, files, expected={role: f.version for role, f in current.items()},
+                     audit=AuditEntry("renew", collection, "tufnotary-server", None, details))
     return {f.role: f.version for f in files}

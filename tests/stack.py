@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,9 @@ class Stack:
             "TUFNOTARY_SERVER_SIGNER_CLIENT_CERT": str(self.certs.client_cert),
             "TUFNOTARY_SERVER_SIGNER_CLIENT_KEY": str(self.certs.client_key),
             "TUFNOTARY_SERVER_SIGNER_TIMEOUT": "3",
+            # Authentication off unless a test's server_env configures it (tests/e2e/test_auth*.py).
+            "TUFNOTARY_SERVER_AUTH": "none",
+            "TUFNOTARY_SERVER_RATE_LIMIT": "0",
             **self.server_env,
         }
         log = self.workdir / "server.log"
@@ -113,6 +117,8 @@ class Stack:
             try:
                 with urllib.request.urlopen(self.url + "/v2/", timeout=1) as r:
                     return r.status == 200
+            except urllib.error.HTTPError as e:
+                return e.code == 401  # up, with authentication on
             except OSError:
                 return False
 

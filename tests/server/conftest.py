@@ -6,6 +6,7 @@ import pytest
 
 from tests.signer.harness import inprocess_signer, remote_signer
 from tufnotary.server.app import create_app
+from tufnotary.server.auth_config import AuthConfig
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.storage import open_store
 from tufnotary.signer.certs import write_dev_certs
@@ -33,7 +34,9 @@ def store(tmp_path):
 @pytest.fixture
 def app(store, running_signer, server_certs):
     signer = remote_signer(running_signer.address, server_certs)
-    app = create_app(ServerConfig(max_upload_bytes=1024 * 1024), store=store, signer=signer)
+    # Authentication off, said explicitly: these tests are about everything else (test_auth*.py).
+    config = ServerConfig(max_upload_bytes=1024 * 1024, auth=AuthConfig(mode="none", rate_limit=0))
+    app = create_app(config, store=store, signer=signer)
     yield app
     signer.close()
 
