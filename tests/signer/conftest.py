@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from collections.abc import Iterator
+
+import grpc
+
+from tests.signer.harness import RunningSigner, inprocess_signer, remote_signer
+from tufnotary.server.remote_signer import RemoteSigner
 from tufnotary.signer.certs import DevCertPaths, write_dev_certs
 from tufnotary.signer.config import Pkcs11Config
+from tufnotary.signer.policy import SigningPolicy
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +30,31 @@ def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> DevCertPaths:
 def foreign_certs(tmp_path_factory: pytest.TempPathFactory) -> DevCertPaths:
     """Certificates from another, unrelated CA."""
     return write_dev_certs(tmp_path_factory.mktemp("foreign-certs"))
+
+
+@pytest.fixture
+def running(dev_certs: DevCertPaths, tmp_path: Path) -> Iterator[RunningSigner]:
+    """An in-process signer over mutual TLS, with the default signing policy."""
+    with inprocess_signer(dev_certs, tmp_path, policy=SigningPolicy()) as signer:
+        yield signer
+
+
+@pytest.fixture
+def client(running: RunningSigner) -> Iterator[RemoteSigner]:
+    """The metadata server's handle on `running`."""
+    with remote_signer(running.address, running.certs) as c:
+        yield c
+
+
+@pytest.fixture
+def channel(running: RunningSigner) -> Iterator[grpc.Channel]:
+    """A raw mTLS channel to `running`, for calls RemoteSigner does not make."""
+    certs = running.certs
+    credentials = grpc.ssl_channel_credentials(
+        certs.ca_cert.read_bytes(), certs.client_key.read_bytes(), certs.client_cert.read_bytes()
+    )
+    with grpc.secure_channel(running.address, credentials) as ch:
+        yield ch
 
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"

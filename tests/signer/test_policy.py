@@ -5,45 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import grpc
 import pytest
 from securesystemslib.signer import SSlibKey
 
-from tests.signer.harness import RunningSigner, inprocess_signer, remote_signer, tuf_payload
+from tests.signer.harness import RunningSigner, remote_signer, tuf_payload
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.server.errors import SignerRefusedError, VersionConflictError
 from tufnotary.server.remote_signer import RemoteSigner
-from tufnotary.signer.certs import DevCertPaths
-from tufnotary.signer.policy import SigningPolicy
 from tufnotary.signer.service import HIGHEST_SIGNED_METADATA
 
 COLLECTION = "wabbit-networks/net-monitor"
 
 
 @pytest.fixture
-def running(dev_certs: DevCertPaths, tmp_path: Path) -> Iterator[RunningSigner]:
-    with inprocess_signer(dev_certs, tmp_path, policy=SigningPolicy()) as signer:
-        yield signer
-
-
-@pytest.fixture
-def client(running: RunningSigner) -> Iterator[RemoteSigner]:
-    with remote_signer(running.address, running.certs) as c:
-        yield c
-
-
-@pytest.fixture
-def stub(running: RunningSigner) -> Iterator[signer_pb2_grpc.SignerStub]:
-    certs = running.certs
-    credentials = grpc.ssl_channel_credentials(
-        certs.ca_cert.read_bytes(), certs.client_key.read_bytes(), certs.client_cert.read_bytes()
-    )
-    with grpc.secure_channel(running.address, credentials) as channel:
-        yield signer_pb2_grpc.SignerStub(channel)
+def stub(channel: grpc.Channel) -> signer_pb2_grpc.SignerStub:
+    return signer_pb2_grpc.SignerStub(channel)
 
 
 def snapshot_of(running: RunningSigner) -> tuple[object, ...]:

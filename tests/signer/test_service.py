@@ -4,44 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.signer.harness import RunningSigner, inprocess_signer, remote_signer, tuf_payload
+from tests.signer.harness import tuf_payload
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.server.errors import SignerRefusedError
 from tufnotary.server.remote_signer import RemoteSigner
-from tufnotary.signer.certs import DevCertPaths
-from tufnotary.signer.policy import SigningPolicy
 from tufnotary.signer.service import SERVICE_NAME
 
 COLLECTION = "wabbit-networks/net-monitor"
-
-
-@pytest.fixture
-def running(dev_certs: DevCertPaths, tmp_path: Path) -> Iterator[RunningSigner]:
-    with inprocess_signer(dev_certs, tmp_path, policy=SigningPolicy()) as signer:
-        yield signer
-
-
-@pytest.fixture
-def client(running: RunningSigner) -> Iterator[RemoteSigner]:
-    with remote_signer(running.address, running.certs) as c:
-        yield c
-
-
-@pytest.fixture
-def channel(running: RunningSigner) -> Iterator[grpc.Channel]:
-    certs = running.certs
-    credentials = grpc.ssl_channel_credentials(
-        certs.ca_cert.read_bytes(), certs.client_key.read_bytes(), certs.client_cert.read_bytes()
-    )
-    with grpc.secure_channel(running.address, credentials) as ch:
-        yield ch
 
 
 def test_create_get_list_sign_delete(client: RemoteSigner) -> None:
