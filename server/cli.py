@@ -17,8 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tufnotary.server.config import ENV_CONFIG_FILE, check_safe, load_config
+from tufnotary.server.config import ENV_CONFIG_FILE, ServerConfig, check_safe, load_config
 from tufnotary.server.errors import ServerError
+
+NEW_PASSWORD_ENV = "TUFNOTARY_SERVER_NEW_PASSWORD"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -26,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     check_safe(config)
+    _check_auth(config, args.bind)
     # Before prometheus_client is first imported (by the app): every worker writes its samples to
     # this directory and /metrics adds them up. A leftover directory is emptied.
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="tufnotary-metrics-")
@@ -62,6 +65,107 @@ def _serve(args: argparse.Namespace) -> int:
             return app
 
     App().run()
+    return 0
+
+
+def _check_auth(config: ServerConfig, bind: str) -> None:
+    """Refuse to serve with authentication off beyond loopback, or with nothing to authenticate
+    with (create_app would refuse it in every worker)."""
+    from tufnotary.server.auth import build_gatekeeper
+
+    host = bind.rsplit(":", 1)[0].strip("[]")
+    if not config.auth.enabled and host not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError(f"TUFNOTARY_SERVER_AUTH=none lets anyone publish and delete: it is allowed on a "
+                         f"loopback address only, not {bind}; configure token auth (docs/auth.md)")
+    build_gatekeeper(config.auth)
+
+
+def _dev_auth(state: Path) -> dict[str, str]:
+    """The embedded default's auth: the server's own token issuer with one user, `dev`, who may do
+    everything; the password is generated once into the state dir. Anonymous pull on loopback."""
+    from tufnotary.server.tokens import generate_token_key
+    from tufnotary.server.users import write_user
+
+    key, users, password = state / "token-key.pem", state / "users.toml", state / "dev-password"
+    if not key.exists():
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(generate_token_key())
+    if not password.exists() or not users.exists():
+        fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
+        write_user(users, "dev", password.read_text(), ["repository:*:*", "registry:catalog:*"])
+    return {
+        "TUFNOTARY_SERVER_AUTH": "token",
+        "TUFNOTARY_SERVER_AUTH_USERS_FILE": str(users),
+        "TUFNOTARY_SERVER_AUTH_TOKEN_KEY": str(key),
+        "TUFNOTARY_SERVER_AUTH_ANONYMOUS_PULL": "true",
+    }
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from tufnotary.server.audit import verify_chain
+    from tufnotary.server.storage import open_store
+
+    store = open_store(load_config(args.config).database_url)
+    try:
+        head = store.audit_head()
+
+        def records():
+            since = 0
+            while page := store.audit_records(since=since, limit=1000):
+                yield from page
+                since = page[-1].seq
+
+        report = verify_chain(records(), head)
+    finally:
+        store.close()
+    if report.ok:
+        print(f"audit log OK: {report.records} records, head {report.head_seq} {report.head_hash}")
+        return 0
+    print(f"audit log BROKEN at record {report.broken_at}: {report.reason} "
+          f"({report.records} records checked before it)", file=sys.stderr)
+    return 3
+
+
+def _read_new_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if os.environ.get(NEW_PASSWORD_ENV):
+        return os.environ[NEW_PASSWORD_ENV]
+    if not sys.stdin.isatty():
+        raise ValueError(f"no terminal to ask the password on: set {NEW_PASSWORD_ENV}")
+    first = getpass.getpass(f"Password for {args.name}: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise ValueError("the two passwords differ; nothing was changed")
+    return first
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from tufnotary.server.users import write_user
+
+    write_user(Path(args.users_file), args.name, _read_new_password(args), args.access or [])
+    print(f"{args.name} may now get tokens for: {', '.join(args.access or []) or 'nothing'}")
+    return 0
+
+
+def _user_remove(args: argparse.Namespace) -> int:
+    from tufnotary.server.users import remove_user
+
+    if not remove_user(Path(args.users_file), args.name):
+        raise ValueError(f"{args.users_file} has no user {args.name}")
+    print(f"removed {args.name}")
+    return 0
+
+
+def _token_key(args: argparse.Namespace) -> int:
+    from tufnotary.server.tokens import generate_token_key
+
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(generate_token_key())
+    print(f"wrote an EC P-256 token signing key to {args.out}")
     return 0
 
 
@@ -126,6 +230,7 @@ def _dev(args: argparse.Namespace) -> int:
         "TUFNOTARY_SERVER_SIGNER_CLIENT_CERT": str(certs / "server-client.crt"),
         "TUFNOTARY_SERVER_SIGNER_CLIENT_KEY": str(certs / "server-client.key"),
         "TUFNOTARY_SERVER_LOG_FORMAT": os.environ.get("TUFNOTARY_SERVER_LOG_FORMAT", "text"),
+        **_dev_auth(state),
     }
     server_exe = shutil.which("tufnotary-server", path=str(bindir)) or "tufnotary-server"
     procs: list[subprocess.Popen] = []
@@ -148,7 +253,9 @@ def _dev(args: argparse.Namespace) -> int:
                       "--workers", str(args.workers)]
         procs.append(subprocess.Popen(server_cmd, env=server_env))
         _wait_for_port("127.0.0.1", args.port, procs[1], "the server")
-        print(f"tufnotary is running on http://127.0.0.1:{args.port} (state in {state}); Ctrl-C stops it",
+        print(f"tufnotary is running on http://127.0.0.1:{args.port} (state in {state}); Ctrl-C stops it\n"
+              f"anyone on this host may pull; to publish, log in as dev:\n"
+              f"    export TUFNOTARY_USERNAME=dev TUFNOTARY_PASSWORD_FILE={state / 'dev-password'}",
               flush=True)
         while all(proc.poll() is None for proc in procs):
             time.sleep(0.5)
@@ -183,6 +290,32 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--signer-port", type=int, default=7899)
     dev.add_argument("--workers", type=int, default=2)
     dev.set_defaults(func=_dev)
+
+    audit = sub.add_parser("audit", help="the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the audit log's hash chain; exit 3 naming the "
+                                  "first record that was edited or deleted")
+    verify.set_defaults(func=_audit_verify)
+
+    users_file = os.environ.get("TUFNOTARY_SERVER_AUTH_USERS_FILE")
+    user = sub.add_parser("user", help="users of the server's own token issuer")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help=f"add or replace a user; the password from ${NEW_PASSWORD_ENV} "
+                              "or asked on the terminal, never an argument")
+    add.add_argument("name")
+    add.add_argument("--access", action="append", metavar="SCOPE",
+                     help="a scope the user may get, e.g. 'repository:wabbit-networks/*:pull,push' or "
+                          "'registry:catalog:*' (repeat)")
+    remove = user_sub.add_parser("remove", help="remove a user")
+    remove.add_argument("name")
+    for p, func in ((add, _user_add), (remove, _user_remove)):
+        p.add_argument("--users-file", default=users_file, required=users_file is None,
+                       help="default: $TUFNOTARY_SERVER_AUTH_USERS_FILE")
+        p.set_defaults(func=func)
+
+    token_key = sub.add_parser("token-key", help="write a new token signing key for the server's own issuer")
+    token_key.add_argument("--out", required=True, metavar="FILE")
+    token_key.set_defaults(func=_token_key)
     return parser
 
 
