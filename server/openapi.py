@@ -29,6 +29,10 @@ _COLLECTION = {
 }
 _TUF_METADATA = {"type": "object", "required": ["signed", "signatures"],
                  "properties": {"signed": {"type": "object"}, "signatures": {"type": "array"}}}
+_CHANGEFEED_QUERY = [
+    {"name": "since", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}},
+]
 _PUBLIC_KEY = {
     "type": "object", "required": ["keyid", "keytype", "scheme", "keyval"],
     "properties": {"keyid": {"type": "string"}, "keytype": {"type": "string"}, "scheme": {"type": "string"},
@@ -72,7 +76,7 @@ def openapi_document() -> dict[str, Any]:
                             "collection": {"type": "string"},
                             "versions": {"type": "object", "additionalProperties": {"type": "integer"}}}},
                             "Every file stored in one transaction; the version of each role written"),
-                        **_errors(400, 401, 403, 409, 413, 500, 502, 503),
+                        **_errors(400, 401, 403, 409, 413, 429, 500, 502, 503),
                     },
                 },
                 "delete": {
@@ -99,12 +103,39 @@ def openapi_document() -> dict[str, Any]:
             tuf + "{role}.key": {
                 "parameters": [_COLLECTION, {"name": "role", "in": "path", "required": True,
                                              "schema": {"type": "string", "enum": ["timestamp", "snapshot"]}}],
+                "get": {
+                    "summary": "The server-managed public key of the role, created in the signer on first request",
+                    "operationId": "getOnlineKey",
+                    "responses": {"200": _json(_PUBLIC_KEY, "The active key"), **_errors(400, 401, 403, 502, 503)},
+                },
                 "post": {
                     "summary": "Start rotating a server-managed key (returns the pending key)",
                     "operationId": "rotateOnlineKey",
                     "responses": {"200": _json(_PUBLIC_KEY, "The pending key"), **_errors(400, 401, 403, 404, 502, 503)},
                 },
             },
+            "/v2/{collection}/_trust/changefeed": {
+                "parameters": [_COLLECTION, *_CHANGEFEED_QUERY],
+                "get": {"summary": "The collection's audit records (who published or deleted what, when)",
+                        "operationId": "collectionChangefeed",
+                        "responses": {"200": _json({"type": "object"}, "Audit records, oldest first"),
+                                      **_errors(400, 401, 403, 429)}}},
+            "/v2/_trust/changefeed": {
+                "parameters": _CHANGEFEED_QUERY,
+                "get": {"summary": "Every collection's audit records (catalog admins)", "operationId": "changefeed",
+                        "responses": {"200": _json({"type": "object"}, "Audit records, oldest first"),
+                                      **_errors(400, 401, 403, 429)}}},
+            "/_tufnotary/token": {"get": {
+                "summary": "Docker registry token endpoint: HTTP basic credentials in, a bearer token out "
+                           "(docs/auth.md)",
+                "operationId": "token",
+                "parameters": [{"name": "service", "in": "query", "required": False, "schema": {"type": "string"}},
+                               {"name": "scope", "in": "query", "required": False,
+                                "schema": {"type": "array", "items": {"type": "string"}}}],
+                "security": [{"basic": []}],
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "token": {"type": "string"}, "access_token": {"type": "string"},
+                    "expires_in": {"type": "integer"}}}, "A token"), **_errors(400, 401, 404, 429)}}},
             "/_tufnotary/health": {"get": {
                 "summary": "Liveness: the process answers", "operationId": "health",
                 "responses": {"200": _json({"type": "object"}, "Alive")}}},
@@ -135,5 +166,8 @@ def openapi_document() -> dict[str, Any]:
                         "ok": {"type": "boolean"}, "error": {"type": "string"}, "message": {"type": "string"}}}}}},
             },
             "responses": {"Error": _json({"$ref": "#/components/schemas/Error"}, "An error with a stable code")},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "basic": {"type": "http", "scheme": "basic"}},
         },
+        "security": [{"bearer": []}, {}],
     }
