@@ -365,6 +365,8 @@ def cmd_sign(ctx: Context) -> int:
     from tufnotary.client.errors import UsageError
 
     a = ctx.args
+    if a.ref is not None:
+        return cmd_sign_ref(ctx)
     if a.prepare is not None:
         collection, role = a.prepare
         draft, _ = ctx.publisher().prepare_publish(
@@ -479,6 +481,13 @@ def cmd_lookup(ctx: Context) -> int:
 
 def cmd_verify(ctx: Context) -> int:
     a = ctx.args
+    if a.target is None and a.file is None:
+        return cmd_verify_ref(ctx)
+    if a.target is None or a.file is None or a.bundle or a.as_of or a.oci_collection:
+        from tufnotary.client.errors import UsageError
+
+        raise UsageError("give REF (an OCI reference, with --bundle/--as-of/--collection), or "
+                         "COLLECTION TARGET FILE")
     info = _consumer_with_root(ctx).verify(a.collection, a.target, Path(a.file),
                                            a.require_role or ())
     _out(f"OK: {a.file} is {a.target} in {a.collection} ({_target_summary(info.hashes, info.length)})"
@@ -494,6 +503,222 @@ def cmd_delete(ctx: Context) -> int:
     ctx.publisher().delete(ctx.args.collection)
     _out(f"deleted {ctx.args.collection}")
     return 0
+
+
+# --- OCI references (docs/oci.md) ------------------------------------------------------------
+
+TRUST_POLICY_ENV = "TUFNOTARY_TRUST_POLICY"
+INSECURE_REGISTRIES_ENV = "TUFNOTARY_INSECURE_REGISTRIES"
+
+
+def _oci(ctx: Context) -> Any:
+    """The OCI workflows object (`oci.Oci`) for this command's options."""
+    from tufnotary.client.http import HttpConfig, ServerClient
+    from tufnotary.client.oci import Oci
+    from tufnotary.client.policy import AlgorithmPolicy
+    from tufnotary.client.publisher import Publisher
+    from tufnotary.client.registry import RegistryClient
+    from tufnotary.client.trustpolicy import POLICY_FILE, load_trust_policy
+
+    from tufnotary.client.consumer import Consumer
+
+    a = ctx.args
+    ctx.args.detailed_status = True
+    if a.trust_policy:
+        policy = load_trust_policy(Path(a.trust_policy), required=True)
+    else:
+        policy = load_trust_policy(ctx.trust.root / POLICY_FILE)
+    insecure = list(a.insecure_registry or [])
+    insecure += [h for h in os.environ.get(INSECURE_REGISTRIES_ENV, "").split(",") if h.strip()]
+    registry = RegistryClient(insecure=insecure, timeout=a.timeout)
+    keys = ctx.keys()
+
+    def consumer_for(server: str, deny: AlgorithmPolicy) -> Consumer:
+        return Consumer(ctx.trust, server, socket_timeout=int(a.timeout), policy=deny)
+
+    def publisher_for(server: str) -> Publisher:
+        http = ServerClient(HttpConfig(server=server, read_timeout=a.timeout))
+        return Publisher(ctx.trust, keys, http, consumer_for(server, ctx.config().policy))
+
+    return Oci(ctx.trust, registry, policy, ctx.server_url, consumer_for, publisher_for,
+               ctx.config().policy)
+
+
+def _ref(text: str) -> Any:
+    from tufnotary.client.reference import parse_reference
+
+    return parse_reference(text)
+
+
+def cmd_sign_ref(ctx: Context) -> int:
+    a = ctx.args
+    result = _oci(ctx).sign(_ref(a.ref), a.collection, a.role, a.index_children)
+    m = result.manifest
+    _out(f"signed {result.reference} = {m.digest} ({m.media_type}, {m.length} bytes) in "
+         f"{result.collection} ({result.role} version {result.version})")
+    for t in result.targets[1:]:
+        _out(f"  and index child {t.path}")
+    return 0
+
+
+def cmd_verify_ref(ctx: Context) -> int:
+    a = ctx.args
+    oci = _oci(ctx)
+    ref = _ref(a.collection)
+    if a.root is not None:
+        if a.oci_collection is None:
+            from tufnotary.client.errors import UsageError
+
+            raise UsageError("with REF, --root needs --collection (or pin the root in the trust "
+                             "policy: 'root = FILE')")
+        ctx.consumer().pin_root(a.oci_collection, Path(a.root))
+    if a.bundle:
+        from tufnotary.client.bundle import parse_time
+
+        as_of = parse_time(a.as_of) if a.as_of else None
+        result = oci.verify_bundle(ref, Path(a.bundle), a.oci_collection, a.require_role or (), as_of)
+    else:
+        if a.as_of:
+            from tufnotary.client.errors import UsageError
+
+            raise UsageError("--as-of judges a bundle's expiry at a past time: use it with --bundle")
+        result = oci.verify(ref, a.oci_collection, a.require_role or ())
+    roles = result.binding.require_roles
+    print(f"tufnotary: {ref} is {result.target} in {result.binding.collection}"
+          + (f", signed by {', '.join(roles)}" if roles else ""), file=sys.stderr)
+    _out(result.pinned)
+    return 0
+
+
+def cmd_copy(ctx: Context) -> int:
+    manifest, log = _oci(ctx).copy(_ref(ctx.args.src), _ref(ctx.args.dst))
+    for line in log:
+        _out(line)
+    _out(f"copied {ctx.args.src} to {ctx.args.dst}: {manifest.digest}")
+    return 0
+
+
+def cmd_promote(ctx: Context) -> int:
+    a = ctx.args
+    result, log = _oci(ctx).promote(_ref(a.src), _ref(a.dst), a.role, a.collection,
+                                    verify_source=not a.no_verify_source)
+    for line in log:
+        _out(line)
+    _out(f"promoted {a.src} to {result.reference} = {result.manifest.digest}, signed by {result.role} "
+         f"in {result.collection} (version {result.version})")
+    return 0
+
+
+def cmd_audit(ctx: Context) -> int:
+    from tufnotary.client.errors import TagMovedError, TargetNotFoundError
+    from tufnotary.client.reference import parse_repository
+
+    repo = parse_repository(ctx.args.repository)
+    binding, rows = _oci(ctx).audit(repo, ctx.args.collection)
+    _out(f"{repo.name} against {binding.collection} on {binding.server}:")
+    for r in rows:
+        if r.status == "signed":
+            _out(f"  {r.tag:<24} signed     {r.registry_digest}")
+        elif r.status == "moved":
+            _out(f"  {r.tag:<24} MOVED      registry {r.registry_digest} signed {r.signed_digest}")
+        elif r.status == "unsigned":
+            _out(f"  {r.tag:<24} UNSIGNED   {r.registry_digest}")
+        else:
+            _out(f"  {r.tag:<24} not in registry (signed {r.signed_digest})")
+    moved = [r.tag for r in rows if r.status == "moved"]
+    unsigned = [r.tag for r in rows if r.status == "unsigned"]
+    if moved:
+        raise TagMovedError(f"{len(moved)} tag(s) of {repo.name} name other content than signed: "
+                            f"{', '.join(moved)}" + (f"; unsigned: {', '.join(unsigned)}" if unsigned else ""))
+    if unsigned:
+        raise TargetNotFoundError(f"{len(unsigned)} tag(s) of {repo.name} are not signed: {', '.join(unsigned)}")
+    return 0
+
+
+def cmd_history(ctx: Context) -> int:
+    from tufnotary.client.history import history
+
+    a = ctx.args
+    consumer = _consumer_with_root(ctx)
+    state = consumer.state(a.collection, lenient=ctx.trust.is_owner(a.collection))
+    entries = history(state, a.target)
+    if not entries:
+        _out(f"{a.target or 'no target'} was never signed in {a.collection}")
+    for e in entries:
+        what = f"{e.digest} ({e.length} bytes)" if e.digest else "REMOVED"
+        signers = ", ".join(k[:16] for k in e.signers) or "no trusted key"
+        extra = f"; unverified signatures by {', '.join(k[:16] for k in e.unverified)}" if e.unverified else ""
+        when = e.signed_at or "signing time not recorded"
+        _out(f"{e.target}  {e.role} v{e.version}  {what}  signed at {when} by {signers}{extra}"
+             + ("" if e.meets_threshold else "  [BELOW THRESHOLD]"))
+    return 0
+
+
+def cmd_bundle_export(ctx: Context) -> int:
+    from tufnotary.client.trustdir import write_file_atomic
+
+    a = ctx.args
+    bundle = _oci(ctx).export_bundle(a.collection)
+    write_file_atomic(Path(a.output), bundle.to_bytes())
+    _out(f"wrote {a.output}: {a.collection}, {len(bundle.files)} metadata files, root version "
+         f"{len(bundle.roots())}")
+    return 0
+
+
+def _registry_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-policy", metavar="FILE", default=os.environ.get(TRUST_POLICY_ENV),
+                   help=f"registry trust policy (env {TRUST_POLICY_ENV}; default "
+                        "<trust-dir>/trust-policy.toml)")
+    p.add_argument("--insecure-registry", action="append", metavar="HOST[:PORT]",
+                   help=f"allow plain HTTP to this registry (env {INSECURE_REGISTRIES_ENV}, "
+                        "comma-separated); loopback registries always use plain HTTP")
+
+
+def _verify_ref_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--collection", dest="oci_collection", metavar="C",
+                   help="with REF: the collection (default: trust policy)")
+    p.add_argument("--bundle", metavar="FILE", help="with REF: metadata from this offline bundle")
+    p.add_argument("--as-of", metavar="TIME", help="with --bundle: judge expiry at TIME (archival)")
+    _registry_options(p)
+
+
+def _add_oci_commands(sub: Any) -> None:
+    p = sub.add_parser("copy", help="copy an OCI artifact (blobs, manifests) to another repository "
+                       "or registry; digests unchanged")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    _registry_options(p)
+    p.set_defaults(func=cmd_copy)
+
+    p = sub.add_parser("promote", help="verify SRC, copy it to DST and sign DST with a role")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.add_argument("--role", required=True, metavar="ROLE", help="e.g. targets/prod")
+    p.add_argument("--collection", metavar="C", help="default: trust policy")
+    p.add_argument("--no-verify-source", action="store_true",
+                   help="copy and sign SRC without verifying it first")
+    _registry_options(p)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("audit", help="every tag of a repository: signed, moved or unsigned")
+    p.add_argument("repository", metavar="REGISTRY/REPO")
+    p.add_argument("--collection", metavar="C", help="default: trust policy")
+    _registry_options(p)
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("history", help="every signed digest of a target, from stored metadata versions")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("target", metavar="TARGET", nargs="?")
+    p.add_argument("--root", metavar="FILE", help="root.json to pin on first use")
+    p.set_defaults(func=cmd_history)
+
+    bundle = sub.add_parser("bundle", help="offline bundles for air-gapped verification")
+    b_sub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="SUBCOMMAND")
+    p = b_sub.add_parser("export", help="write COLLECTION's root chain and current metadata to FILE")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    _registry_options(p)
+    p.set_defaults(func=cmd_bundle_export)
 
 
 KEY_TYPE_CHOICES = ["ed25519", "ecdsa", "ecdsa-p256", "ecdsa-p384", "rsa"]
@@ -623,7 +848,14 @@ def build_parser() -> argparse.ArgumentParser:
     _save_option(p)
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("sign", help="threshold signing ceremony across key holders")
+    p = sub.add_parser("sign", help="sign an OCI reference (REF), or a threshold signing ceremony")
+    p.add_argument("ref", metavar="REF", nargs="?",
+                   help="REGISTRY/REPOSITORY:TAG: resolve it, stage tag -> digest and publish")
+    p.add_argument("--collection", metavar="C", help="with REF: the collection (default: trust policy)")
+    p.add_argument("--role", metavar="ROLE", help="with REF: sign with this delegated role")
+    p.add_argument("--index-children", action="store_true",
+                   help="with REF naming an index: also sign every manifest it references")
+    _registry_options(p)
     p.add_argument("--prepare", nargs=2, metavar=("COLLECTION", "ROLE"),
                    help="print a signing request for the changes staged for ROLE")
     p.add_argument("--out", metavar="FILE", help="with --prepare: write to FILE, not stdout")
@@ -662,16 +894,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("lookup", "show the trusted info of a target", cmd_lookup),
         ("verify", "check a local file against the trusted target", cmd_verify),
     ):
-        p = collection_parser(name, help)
-        if name != "list":
+        if name == "verify":
+            p = sub.add_parser(name, help="check an OCI reference (REF) against its signed digest, "
+                               "or a local file against a trusted target")
+            p.add_argument("collection", metavar="REF|COLLECTION")
+        else:
+            p = collection_parser(name, help)
+        if name == "lookup":
             p.add_argument("target", metavar="TARGET")
         if name == "verify":
-            p.add_argument("file", metavar="FILE")
+            p.add_argument("target", metavar="TARGET", nargs="?")
+            p.add_argument("file", metavar="FILE", nargs="?")
+            _verify_ref_options(p)
         if name != "list":
             p.add_argument("--require-role", action="append", metavar="ROLE",
                            help="this role must sign the same target and hashes too")
         p.add_argument("--root", metavar="FILE", help="root.json to pin on first use")
         p.set_defaults(func=func)
+
+    _add_oci_commands(sub)
 
     p = collection_parser("delete", "delete a collection on the server and locally")
     p.add_argument("--yes", action="store_true", help="confirm the deletion")
@@ -686,6 +927,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientError as e:
         message = " ".join(e.message.split())
         print(f"tufnotary: error: {message}", file=sys.stderr)
+        if getattr(args, "detailed_status", False):
+            from tufnotary.client.errors import detailed_exit_status
+
+            return detailed_exit_status(e)
         return e.exit_status
     except OSError as e:
         print(f"tufnotary: error: {' '.join(str(e).split())}", file=sys.stderr)

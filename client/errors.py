@@ -2,7 +2,9 @@
 
 Only `cli.py` turns these into output; the library raises them and never prints.
 Exit statuses: 1 usage/local problems, 3 verification failures (the artifact or metadata
-must not be trusted), 4 server or network problems.
+must not be trusted), 4 server or network problems, 5 registry unreachable, 6 registry refusal.
+The OCI commands refine verification failures (`DETAILED_EXIT_STATUS`): 10 tag not signed,
+11 tag moved to other content, 12 metadata expired, 13 rollback detected.
 """
 
 from __future__ import annotations
@@ -91,3 +93,52 @@ class ServerError(ClientError):
         self.server_code = server_code
         self.status = status
         self.detail = detail
+
+
+class TagMovedError(ContentMismatchError):
+    """A registry tag now names other content than the digest signed for it."""
+
+    code = "TAG_MOVED"
+
+
+class RegistryUnreachableError(ClientError):
+    """An OCI registry could not be reached (connection refused, DNS, timeout)."""
+
+    code = "REGISTRY_UNREACHABLE"
+    exit_status = 5
+
+
+class RegistryError(ClientError):
+    """An OCI registry refused a request (authentication, unknown manifest, protocol error)."""
+
+    code = "REGISTRY_ERROR"
+    exit_status = 6
+
+    def __init__(self, message: str, status: int = 0, registry_code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.registry_code = registry_code
+
+
+class RegistryIntegrityError(VerificationError):
+    """A registry served bytes that do not match the digest they were asked for or announced."""
+
+    code = "REGISTRY_DIGEST_MISMATCH"
+
+
+# The OCI commands (`verify REF`, `verify REF --bundle`, `audit`) tell *why* verification failed
+# in their exit status; `verify COLLECTION TARGET FILE` keeps 3 for every verification failure.
+DETAILED_EXIT_STATUS: dict[type[ClientError], int] = {
+    TargetNotFoundError: 10,  # the tag is not signed (by the required roles)
+    TagMovedError: 11,  # the tag names other content than the signed digest
+    MetadataExpiredError: 12,
+    RollbackError: 13,
+}
+
+
+def detailed_exit_status(error: ClientError) -> int:
+    """The exit status of `error` for the OCI commands (see DETAILED_EXIT_STATUS)."""
+    for cls in type(error).__mro__:
+        if cls in DETAILED_EXIT_STATUS:
+            return DETAILED_EXIT_STATUS[cls]
+    return error.exit_status
