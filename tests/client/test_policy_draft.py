@@ -14,7 +14,7 @@ from tufnotary.client.draft import Draft, Requirement
 from tufnotary.client.errors import UsageError
 from tufnotary.client.policy import AlgorithmPolicy, PolicyViolationError
 
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 
 def _rsa(bits: int) -> CryptoSigner:
