@@ -39,9 +39,10 @@ def free_port() -> int:
 class PgCluster:
     """One PostgreSQL server; `new_database()` hands out a fresh empty database URL."""
 
-    def __init__(self, admin_url: str, stop=None) -> None:
+    def __init__(self, admin_url: str, stop=None, restart=None) -> None:
         self.admin_url = admin_url
         self._stop = stop
+        self._restart = restart
 
     @classmethod
     def start(cls) -> "PgCluster":
@@ -73,7 +74,15 @@ class PgCluster:
                            capture_output=True)
             shutil.rmtree(base, ignore_errors=True)
 
-        cluster = cls(f"postgresql://postgres@127.0.0.1:{port}/postgres", stop)
+        def restart(down_seconds: float) -> None:
+            subprocess.run(prefix + [f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+                           check=True, capture_output=True)
+            time.sleep(down_seconds)
+            subprocess.run(prefix + [f"{bindir}/pg_ctl", "-D", data, "-o", opts, "-l",
+                                     os.path.join(base, "log"), "-w", "-t", "60", "start"],
+                           check=True, capture_output=True)
+
+        cluster = cls(f"postgresql://postgres@127.0.0.1:{port}/postgres", stop, restart)
         cluster._wait()
         return cluster
 
@@ -97,6 +106,17 @@ class PgCluster:
         conn.close()
         parts = urlsplit(self.admin_url)
         return urlunsplit(parts._replace(path="/" + name))
+
+    @property
+    def can_restart(self) -> bool:
+        return self._restart is not None
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Crash the server (immediate shutdown: no checkpoint, sessions cut), stay down, start it again."""
+        if self._restart is None:
+            raise RuntimeError("an external PostgreSQL (TUFNOTARY_TEST_DATABASE_URL) cannot be restarted here")
+        self._restart(down_seconds)
+        self._wait()
 
     def stop(self) -> None:
         if self._stop:

@@ -60,7 +60,8 @@ class Stack:
         return f"{self.url}/v2/{collection}/_trust/tuf/"
 
     def start_signer(self) -> None:
-        port = free_port()
+        """Start the signer; a restart reuses its address, which the server already knows."""
+        port = int(self.signer_address.rsplit(":", 1)[1]) if self.signer_address else free_port()
         self.signer_address = f"127.0.0.1:{port}"
         passphrase = self.workdir / "signer-passphrase"
         if not passphrase.exists():
