@@ -495,6 +495,43 @@ def cmd_verify(ctx: Context) -> int:
     return 0
 
 
+def _change_summary(record: dict[str, Any]) -> str:
+    details = record.get("details") or {}
+    if not isinstance(details, dict):
+        return str(details)
+    parts = []
+    if details.get("roles"):
+        parts.append(" ".join(f"{role} v{v}" for role, v in sorted(details["roles"].items())))
+    if details.get("role"):
+        parts.append(f"{details['role']} key {str(details.get('keyid', ''))[:16]}")
+    for role, changes in sorted((details.get("targets") or {}).items()):
+        for c in changes:
+            digests = {k: str(c.get(k) or "")[:12] for k in ("old_sha256", "new_sha256")}
+            arrow = {"added": f"+ {digests['new_sha256']}", "removed": f"- {digests['old_sha256']}",
+                     "changed": f"{digests['old_sha256']} -> {digests['new_sha256']}"}.get(c.get("change"), "")
+            parts.append(f"[{role}] {c.get('path')} {c.get('change')} {arrow}".rstrip())
+    return "; ".join(parts)
+
+
+def cmd_changefeed(ctx: Context) -> int:
+    """Who changed what and when: the server's audit records of a collection (or of all)."""
+    from tufnotary.client.http import HttpConfig, ServerClient
+
+    a = ctx.args
+    server = ServerClient(HttpConfig(server=ctx.server_url, read_timeout=a.timeout))
+    page = server.changefeed(a.collection, since=a.since, limit=a.limit)
+    if a.json:
+        _out(json.dumps(page, indent=2, sort_keys=True))
+        return 0
+    for record in page["records"]:
+        where = "" if a.collection else f" {record.get('collection')}"
+        _out(f"{record.get('seq')} {record.get('time')} {record.get('action')}{where} by "
+             f"{record.get('subject')} from {record.get('client') or '-'}: {_change_summary(record)}")
+    if page.get("more"):
+        _out(f"(more: --since {page.get('next')})")
+    return 0
+
+
 def cmd_delete(ctx: Context) -> int:
     from tufnotary.client.errors import UsageError
 
@@ -917,6 +954,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = collection_parser("delete", "delete a collection on the server and locally")
     p.add_argument("--yes", action="store_true", help="confirm the deletion")
     p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("changefeed", help="the server's audit records: who published, rotated or deleted "
+                       "what, when, from where (every collection without COLLECTION: needs catalog access)")
+    p.add_argument("collection", metavar="COLLECTION", nargs="?")
+    p.add_argument("--since", type=int, default=0, metavar="SEQ", help="records after this one")
+    p.add_argument("--limit", type=int, default=100, metavar="N", help="at most N records (<= 1000)")
+    p.add_argument("--json", action="store_true", help="the server's JSON page")
+    p.set_defaults(func=cmd_changefeed)
     return parser
 
 

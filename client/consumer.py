@@ -17,9 +17,9 @@ import urllib3
 from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.api.serialization import DeserializationError
-from tuf.ngclient import Updater, UpdaterConfig
-from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
+from tufnotary.client.auth import AuthFetcher, TokenAuth
 from tufnotary.client.errors import (
     ClientError,
     ContentMismatchError,
@@ -106,12 +106,17 @@ class Consumer:
         server: str,
         socket_timeout: int = 30,
         policy: AlgorithmPolicy | None = None,
+        fetcher: FetcherInterface | None = None,
     ) -> None:
         self.trust = trust
         self.server = server
         self.socket_timeout = socket_timeout
         self.policy = policy or AlgorithmPolicy()
-        self._fetcher = Urllib3Fetcher(socket_timeout=socket_timeout, app_user_agent=USER_AGENT)
+        # ngclient fetches through this: it answers the server's bearer challenges with tokens.
+        self._fetcher = fetcher or AuthFetcher(
+            TokenAuth(urllib3.PoolManager(headers={"User-Agent": USER_AGENT}), server),
+            socket_timeout=socket_timeout, app_user_agent=USER_AGENT,
+        )
 
     def _updater(self, collection: str) -> Updater:
         bootstrap = self.trust.read_pinned_root(collection)

@@ -1,7 +1,8 @@
 """The metadata server's HTTP API, on urllib3 with timeouts: ping, online keys, upload, fetch, delete.
 
 Every server refusal becomes a `ServerError` carrying the server's code and message; every
-network failure becomes a `ServerUnreachableError`.
+network failure becomes a `ServerUnreachableError`. A 401 with a bearer challenge is answered
+once with a token from the server's realm (`auth.TokenAuth`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import urllib3
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import SSlibKey
 
+from tufnotary.client.auth import TokenAuth, scope_of
 from tufnotary.client.errors import ServerError, ServerUnreachableError
 from tufnotary.client.names import check_collection
 
@@ -59,25 +61,35 @@ def _server_error(response: urllib3.BaseHTTPResponse, what: str) -> ServerError:
 class ServerClient:
     """Client of one metadata server."""
 
-    def __init__(self, config: HttpConfig) -> None:
+    def __init__(self, config: HttpConfig, auth: TokenAuth | None = None) -> None:
         self.config = config
         self._pool = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout),
             retries=urllib3.Retry(total=config.retries, redirect=0, backoff_factor=0.2),
             headers={"User-Agent": USER_AGENT},
         )
+        self.auth = auth or TokenAuth(self._pool, config.server)
 
     def base_url(self, collection: str) -> str:
         return metadata_base_url(self.config.server, collection)
 
-    def _request(self, method: str, url: str, what: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+    def _send(self, method: str, url: str, what: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
         try:
-            response = self._pool.request(method, url, **kwargs)
+            return self._pool.request(method, url, **kwargs)
         except urllib3.exceptions.HTTPError as e:
             reason = getattr(e, "reason", None) or e
             raise ServerUnreachableError(
                 f"{what}: cannot reach server {self.config.server}: {reason}"
             ) from e
+
+    def _request(self, method: str, url: str, what: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        scope = scope_of(url, method)
+        headers = {"User-Agent": USER_AGENT, **self.auth.header_for(scope)}
+        response = self._send(method, url, what, headers=headers, **kwargs)
+        if response.status == 401:
+            answer = self.auth.answer(response.headers.get("WWW-Authenticate"), scope)
+            if answer is not None:
+                response = self._send(method, url, what, headers={**headers, **answer}, **kwargs)
         if response.status >= 400:
             raise _server_error(response, what)
         return response
@@ -142,3 +154,18 @@ class ServerClient:
 
     def delete(self, collection: str) -> None:
         self._request("DELETE", self.base_url(collection), f"deleting {collection}")
+
+    def changefeed(self, collection: str | None, since: int = 0, limit: int = 100) -> dict[str, Any]:
+        """One page of the audit records of `collection` (all collections when None) after `since`:
+        `{"records": [...], "next": seq, "more": bool}`."""
+        server = self.config.server.rstrip("/")
+        base = f"{server}/v2/{check_collection(collection)}/_trust/changefeed" if collection else \
+            f"{server}/v2/_trust/changefeed"
+        response = self._request("GET", f"{base}?since={int(since)}&limit={int(limit)}",
+                                 f"reading the changefeed of {collection or 'every collection'}")
+        try:
+            reply: dict[str, Any] = json.loads(response.data)
+            assert isinstance(reply.get("records"), list)
+        except (ValueError, AssertionError) as e:
+            raise ServerError("the server sent a changefeed that is not JSON records", "CHANGEFEED_INVALID") from e
+        return reply

@@ -1,0 +1,229 @@
+"""Bearer tokens for the metadata server, as Docker clients get them from a registry's token server.
+
+A request answered 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` is retried
+once with a token from the realm, fetched with HTTP basic credentials from the environment
+(`TUFNOTARY_USERNAME` and `TUFNOTARY_PASSWORD` or `TUFNOTARY_PASSWORD_FILE`) or from the Docker
+config file's `auths` entry for the server (never from the command line). Tokens are cached per
+scope until shortly before they expire. `AuthFetcher` makes python-tuf's ngclient use them too.
+Nothing here prints or logs a password or a token.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import urllib3
+from tuf.api import exceptions as tuf_exc
+from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
+
+from tufnotary.client.errors import ServerError, ServerUnreachableError
+
+USERNAME_ENV = "TUFNOTARY_USERNAME"
+PASSWORD_ENV = "TUFNOTARY_PASSWORD"
+PASSWORD_FILE_ENV = "TUFNOTARY_PASSWORD_FILE"
+EXPIRY_MARGIN = 10.0  # seconds: a token this close to expiry is fetched anew
+DEFAULT_EXPIRES_IN = 60  # the registry token spec's default when the server names none
+_PARAM = re.compile(r'\s*([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
+_COLLECTION_URL = re.compile(r"/v2/(?P<collection>.+?)/_trust/")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+
+
+def _host_of(url: str) -> str:
+    url = url.strip()
+    if "://" not in url:
+        url = "//" + url
+    return urlsplit(url).netloc.lower()
+
+
+def credentials_for(server: str, environ: Mapping[str, str] | None = None) -> Credentials | None:
+    """Basic credentials for `server`: the environment first, else the Docker config file
+    (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths[host].auth`)."""
+    environ = os.environ if environ is None else environ
+    user = environ.get(USERNAME_ENV)
+    if user:
+        if environ.get(PASSWORD_FILE_ENV):
+            password = Path(environ[PASSWORD_FILE_ENV]).read_text().strip()
+        else:
+            password = environ.get(PASSWORD_ENV, "")
+        return Credentials(user, password)
+    folder = Path(environ["DOCKER_CONFIG"]) if environ.get("DOCKER_CONFIG") else Path.home() / ".docker"
+    try:
+        auths = json.loads((folder / "config.json").read_text()).get("auths", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    host = _host_of(server)
+    for key, entry in (auths or {}).items():
+        if _host_of(key) != host or not isinstance(entry, dict):
+            continue
+        try:
+            if entry.get("auth"):
+                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            else:
+                user, password = entry["username"], entry["password"]
+        except (ValueError, KeyError, UnicodeDecodeError):
+            continue
+        if user:
+            return Credentials(user, password)
+    return None
+
+
+def parse_challenge(header: str | None) -> dict[str, str] | None:
+    """The parameters of a `Bearer realm=…,service=…,scope=…` challenge, or None."""
+    if not header:
+        return None
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    params = {}
+    for match in _PARAM.finditer(rest):
+        value = match[2] if match[2] is not None else match[3]
+        params[match[1].lower()] = value.replace('\\"', '"')
+    return params if params.get("realm") else None
+
+
+def scope_of(url: str, method: str) -> str | None:
+    """The scope a request to `url` needs, as the server's challenges name it."""
+    path = urlsplit(url).path
+    if path.startswith("/v2/_trust/changefeed"):
+        return "registry:catalog:*"
+    match = _COLLECTION_URL.search(path)
+    if match is None:
+        return None
+    collection = match["collection"]
+    if method == "DELETE" or (method == "POST" and path.endswith(".key")):
+        return f"repository:{collection}:*"
+    if method == "POST" or path.endswith(".key"):
+        return f"repository:{collection}:pull,push"
+    return f"repository:{collection}:pull"
+
+
+class TokenAuth:
+    """Tokens per scope from the server's realm; thread-safe."""
+
+    def __init__(self, pool: urllib3.PoolManager, server: str,
+                 credentials: Callable[[], Credentials | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._pool, self.server = pool, server
+        self._credentials = credentials or (lambda: credentials_for(server))
+        self._clock = clock
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def header_for(self, scope: str | None) -> dict[str, str]:
+        """The Authorization header of a cached, fresh token for `scope`, else {}."""
+        if scope is None:
+            return {}
+        with self._lock:
+            cached = self._tokens.get(scope)
+        if cached and cached[1] > self._clock():
+            return {"Authorization": f"Bearer {cached[0]}"}
+        return {}
+
+    def answer(self, challenge_header: str | None, scope: str | None) -> dict[str, str] | None:
+        """After a 401: a header with a new token for the challenge, or None if it is no bearer one."""
+        challenge = parse_challenge(challenge_header)
+        if challenge is None:
+            return None
+        token, lifetime = self._fetch(challenge)
+        expires = self._clock() + max(0.0, lifetime - EXPIRY_MARGIN)
+        with self._lock:
+            for key in {challenge.get("scope"), scope} - {None}:
+                self._tokens[key] = (token, expires)  # type: ignore[index]
+        return {"Authorization": f"Bearer {token}"}
+
+    def _fetch(self, challenge: dict[str, str]) -> tuple[str, float]:
+        realm = challenge["realm"]
+        parts = urlsplit(realm)
+        if parts.scheme not in ("http", "https"):
+            raise ServerError(f"the server's token realm {realm!r} is not an HTTP URL", "UNAUTHORIZED", 401)
+        query = {k: challenge[k] for k in ("service", "scope") if challenge.get(k)}
+        headers: dict[str, str] = {}
+        credentials = self._credentials()
+        if credentials is not None:
+            if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+                raise ServerError(f"refusing to send credentials to {realm} without TLS: use an https realm",
+                                  "UNAUTHORIZED", 401)
+            query["account"] = credentials.username
+            basic = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        try:
+            response = self._pool.request("GET", url, headers=headers, retries=urllib3.Retry(2, redirect=0))
+        except urllib3.exceptions.HTTPError as e:
+            raise ServerUnreachableError(f"cannot reach the token server {parts.netloc}: "
+                                         f"{getattr(e, 'reason', None) or e}") from e
+        if response.status == 401:
+            hint = ("" if credentials else f": set {USERNAME_ENV} and {PASSWORD_ENV} (or {PASSWORD_FILE_ENV}), "
+                    "or log in with docker login")
+            raise ServerError(f"the token server {parts.netloc} refused the credentials{hint}",
+                              "UNAUTHORIZED", 401)
+        if response.status >= 400:
+            raise ServerError(f"the token server {parts.netloc} answered HTTP {response.status}",
+                              "UNAUTHORIZED", response.status)
+        try:
+            body: dict[str, Any] = json.loads(response.data)
+            token = body.get("token") or body.get("access_token")
+            lifetime = float(body.get("expires_in") or DEFAULT_EXPIRES_IN)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ServerError(f"the token server {parts.netloc} sent no token", "UNAUTHORIZED", 401) from e
+        if not isinstance(token, str) or not token:
+            raise ServerError(f"the token server {parts.netloc} sent no token", "UNAUTHORIZED", 401)
+        return token, lifetime
+
+
+class AuthFetcher(Urllib3Fetcher):
+    """python-tuf's urllib3 fetcher, sending the server's bearer tokens (retrying once on 401)."""
+
+    def __init__(self, auth: TokenAuth, socket_timeout: int = 30, app_user_agent: str | None = None) -> None:
+        super().__init__(socket_timeout=socket_timeout, app_user_agent=app_user_agent)
+        self._auth = auth
+        self._user_agent = (f"{app_user_agent} " if app_user_agent else "") + "python-tuf"
+
+    def _get(self, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
+        try:
+            return self._proxy_env.request(
+                "GET", url, preload_content=False, timeout=urllib3.Timeout(self.socket_timeout),
+                headers={"User-Agent": self._user_agent, **headers},
+            )
+        except urllib3.exceptions.MaxRetryError as e:
+            if isinstance(e.reason, urllib3.exceptions.TimeoutError):
+                raise tuf_exc.SlowRetrievalError from e
+            raise
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        scope = scope_of(url, "GET")
+        response = self._get(url, self._auth.header_for(scope))
+        if response.status == 401:
+            challenge = response.headers.get("WWW-Authenticate")
+            response.drain_conn()
+            response.release_conn()
+            header = self._auth.answer(challenge, scope)
+            if header is not None:
+                response = self._get(url, header)
+        if response.status >= 400:
+            response.close()
+            raise tuf_exc.DownloadHTTPError(f"HTTP error occurred with status {response.status}", response.status)
+        return self._chunks(response)
+
+    def _chunks(self, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+        try:
+            yield from response.stream(self.chunk_size)
+        except urllib3.exceptions.ReadTimeoutError as e:
+            raise tuf_exc.SlowRetrievalError from e
+        finally:
+            response.release_conn()
