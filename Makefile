@@ -41,3 +41,14 @@ test: venv system-deps interop-deps
 
 clean:
 	rm -rf $(VENV) $(STATE) .pytest_cache
+
+# Benchmarks of issue 8 (docs/performance.md), not part of `make test`: our stack on a throwaway PostgreSQL,
+# and Debian's notary 0.7.0 beside it with ARGS='--compare notary'. Other options: --quick, --runs N, --json FILE,
+# --profile DIR (python -m tests.bench.run --help). Installs wrk and notary with apt, py-spy with the bench extra.
+.PHONY: bench
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: venv system-deps $(VENV)/.bench-installed
+	@$(PY) -m tests.bench.run $(ARGS)

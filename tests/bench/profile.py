@@ -37,6 +37,10 @@ def finish(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+_IDLE = ("EpollSelector.select", "PollSelector.select", "_worker (thread.py)", "Arbiter.sleep",
+         "PollableMethodQueue", "Condition.wait", "Event.wait")
+
+
 def _frame_name(frame: str) -> str:
     """'fn (path/to/module.py:12)' -> 'fn (module.py)'."""
     name, _, where = frame.partition(" (")
@@ -53,9 +57,8 @@ def summarize(collapsed: str, top: int = 12) -> dict[str, list[tuple[str, float]
         if not stack or not count_text.isdigit():
             continue
         frames = [_frame_name(f) for f in stack.split(";")]
-        if any(f.startswith(("wait (selectors", "select (selectors", "sleep (arbiter", "run (arbiter"))
-               for f in frames[-1:]):
-            continue  # an idle master or an idle worker waiting for a request
+        if frames[-1].startswith(_IDLE):
+            continue  # an idle master, or a worker thread waiting for a request
         count = int(count_text)
         total += count
         self_time[frames[-1]] += count
@@ -66,5 +69,5 @@ def summarize(collapsed: str, top: int = 12) -> dict[str, list[tuple[str, float]
     return {
         "self": [(f, 100.0 * c / total) for f, c in self_time.most_common(top)],
         "inclusive": [(f, 100.0 * c / total) for f, c in inclusive.most_common(top * 3)
-                      if not f.startswith(("<module>", "process ("))][:top * 2],
+                      if not f.startswith(("<module>", "process ", "Thread.", "_worker (", "_WorkItem.run"))][:top * 2],
     }
