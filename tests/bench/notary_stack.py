@@ -25,6 +25,7 @@ from pathlib import Path
 import psycopg2
 
 from tests.bench.cli import fake_digest, run
+from tests.bench.database import database_bytes
 from tests.pgcluster import PgCluster, free_port
 from tests.stack import stop_process
 from tufnotary.signer.certs import write_dev_certs
@@ -236,6 +237,9 @@ class NotarySystem:
 
     def publish(self, collection: str) -> float:
         return self.cli("publish", collection)
+
+    def database_bytes(self) -> int:
+        return database_bytes(self.server_db)
 
 
 def utc_stamp() -> str:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.bench.cli import fake_digest, run
+from tests.bench.database import database_bytes
 from tests.pgcluster import PgCluster
 from tests.stack import BIN, Stack, start_stack, stop_process
 from tufnotary.client.trustdir import TrustDir
@@ -76,6 +77,9 @@ class OurSystem:
 
     def publish(self, collection: str) -> float:
         return self.cli("publish", collection)
+
+    def database_bytes(self) -> int:
+        return database_bytes(self.stack.server_db)
 
 
 def new_workdir(prefix: str) -> Path:

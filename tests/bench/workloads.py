@@ -27,6 +27,7 @@ class System(Protocol):
     def stage(self, collection: str, paths: Sequence[str]) -> None: ...
     def add_one(self, collection: str, path: str) -> float: ...
     def publish(self, collection: str) -> float: ...
+    def database_bytes(self) -> int: ...
 
 
 def server_managed(system: System, collection: str) -> None:
@@ -131,16 +132,23 @@ def setup_big_collection(system: System, collection: str, count: int, bins: int)
     system.init(collection, bins=bins)
     server_managed(system, collection)
     system.stage(collection, [f"images/app-{i}:v1" for i in range(count)])
+    before = system.database_bytes()
     with memory(system) as peak:
         seconds = system.publish(collection)
-    return {f"setup: publish {count} targets at once s": seconds} | _memory_measurements(peak, "setup bulk publish:")
+    grown = system.database_bytes() - before
+    return {f"setup: publish {count} targets at once s": seconds,
+            "setup: database bytes per target": grown / count} | _memory_measurements(peak, "setup bulk publish:")
 
 
 def publish_one_into_big(system: System, collection: str, count: int, run: int) -> Measurements:
     system.add_one(collection, f"images/extra-{run}-{time.time_ns()}:v1")
+    before = system.database_bytes()
     with memory(system) as peak:
         seconds = system.publish(collection)
-    return {f"publish 1 target into {count} s": seconds} | _memory_measurements(peak, f"(5) 1 into {count}:")
+    grown = system.database_bytes() - before
+    return {f"publish 1 target into {count} s": seconds,
+            f"(5) database growth per 1-target publish KiB": grown / 1024} | _memory_measurements(
+                peak, f"(5) 1 into {count}:")
 
 
 # --- (6): many collections -----------------------------------------------------------------------
