@@ -129,7 +129,7 @@ class TokenCache:
 
     def put(self, realm: str, service: str, scopes: frozenset[str], value: str, expires_in: float) -> None:
         # Registries default to 60 s; renew 10 s early so a token never expires mid-request.
-        lifetime = max(expires_in - 10, 1)
+        lifetime = expires_in - 10 if expires_in > 20 else expires_in / 2
         self._tokens[(realm, service, scopes)] = _Token(value, time.monotonic() + lifetime)
 
     def forget(self, realm: str, service: str, scopes: frozenset[str]) -> None:
