@@ -37,6 +37,13 @@ from tufnotary.server.logs import REQUEST_ID_METADATA, current_request_id
 
 _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 _HIGHEST_SIGNED_METADATA = "tufnotary-highest-signed-version"
+# Once the signer is back, a channel in reconnect backoff keeps failing calls until its next attempt;
+# gRPC's default backoff grows to 120 s. Cap it so publishes recover within a second or so.
+_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
 BATCH_ITEMS_PER_TIMEOUT = 500  # a batch's deadline grows by one `timeout` per this many payloads
 
 
@@ -150,7 +157,7 @@ class RemoteSigner:
         started, outcome = time.perf_counter(), "ok"
         try:
             call = stub.SignBatch(signer_pb2.SignBatchRequest(requests=requests), timeout=deadline,
-                                  metadata=_metadata())
+                                  metadata=_metadata(), wait_for_ready=True)
             for result in call:
                 if result.index >= len(items) or results[result.index] is not None:
                     raise SignerRefusedError("the signer answered a batch with a wrong index", {"index": result.index})
@@ -196,7 +203,7 @@ class RemoteSigner:
         with self._lock:
             if self._stub is None or self._pid != os.getpid():
                 # A channel inherited across fork is unusable in the child; open our own.
-                self._channel = grpc.secure_channel(self.address, self._credentials())
+                self._channel = grpc.secure_channel(self.address, self._credentials(), options=_CHANNEL_OPTIONS)
                 self._stub = signer_pb2_grpc.SignerStub(self._channel)
                 self._pid = os.getpid()
             return self._stub
@@ -234,7 +241,9 @@ class RemoteSigner:
         stub = self._get_stub()
         started, outcome = time.perf_counter(), "ok"
         try:
-            return getattr(stub, method)(request, timeout=self.timeout, metadata=_metadata())
+            # wait_for_ready: a call made while the channel reconnects (a signer restart) waits for it,
+            # within the deadline, instead of failing at once.
+            return getattr(stub, method)(request, timeout=self.timeout, metadata=_metadata(), wait_for_ready=True)
         except grpc.RpcError as e:
             outcome = e.code().name.lower()  # type: ignore[attr-defined]
             raise self._translate(method, e) from None

@@ -45,7 +45,9 @@ class PgCluster:
         self._restart = restart
 
     @classmethod
-    def start(cls) -> "PgCluster":
+    def start(cls, durable: bool = False) -> "PgCluster":
+        """`durable=False` trades crash safety for speed (fsync and synchronous commit off): a crash
+        then loses acknowledged commits, as PostgreSQL documents. Crash tests need `durable=True`."""
         env_url = os.environ.get("TUFNOTARY_TEST_DATABASE_URL")
         if env_url:
             return cls(env_url)
@@ -63,8 +65,10 @@ class PgCluster:
         subprocess.run(prefix + [f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust",
                                  "-E", "UTF8", "--locale=C", "--no-sync"],
                        check=True, capture_output=True)
+        durability = ("-c fsync=on -c synchronous_commit=on -c full_page_writes=on" if durable else
+                      "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         opts = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sock} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                f"{durability} -c max_connections=200")
         subprocess.run(prefix + [f"{bindir}/pg_ctl", "-D", data, "-o", opts, "-l",
                                  os.path.join(base, "log"), "-w", "-t", "60", "start"],
                        check=True, capture_output=True)
