@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg2
 
+
 def database_bytes(url: str) -> int:
     """Size of the database at `url` (tables, indexes, TOAST)."""
     conn = psycopg2.connect(url)

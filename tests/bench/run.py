@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--renew-passes", type=int, help="timed renewal passes in (7) (default 2, --quick 1)")
     p.add_argument("--only", help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--json", type=Path, help="write the results as JSON here")
+    p.add_argument("--keep", action="store_true", help="keep the work dirs (configs, logs, trust dirs) in /tmp")
     p.add_argument("--profile", type=Path, help="py-spy our server under (1) and (5); write summaries here")
     a = p.parse_args(argv)
     q = a.quick
@@ -86,17 +88,34 @@ def main(argv: list[str] | None = None) -> int:
     results.notes["machine"] = machine()
     results.notes["command"] = "python -m tests.bench.run " + " ".join(sys.argv[1:] if argv is None else argv)
     tag = str(int(time.time()))
+    try:
+        run_all(args, results, tag)
+    finally:  # what was measured is reported even when a workload fails or the run is interrupted
+        print(table(results))
+        if args.json:
+            results.write_json(args.json)
+            log(f"results written to {args.json}")
+    return 0
+
+
+def run_all(args: argparse.Namespace, results: Results, tag: str) -> None:
     with ExitStack() as cleanup:
         log("starting PostgreSQL")
         cluster = PgCluster.start()
         cleanup.callback(cluster.stop)
         log("starting our stack")
-        ours = OurSystem(cluster, new_workdir("tufnotary-bench-ours-"))
+        ours_dir = new_workdir("tufnotary-bench-ours-")
+        if not args.keep:
+            cleanup.callback(shutil.rmtree, ours_dir, True)
+        ours = OurSystem(cluster, ours_dir)
         cleanup.callback(ours.stop)
         systems: list = [ours]
         if args.compare == "notary":
             log("starting the notary stack")
-            notary = NotarySystem(cluster, new_workdir("tufnotary-bench-notary-"))
+            notary_dir = new_workdir("tufnotary-bench-notary-")
+            if not args.keep:
+                cleanup.callback(shutil.rmtree, notary_dir, True)
+            notary = NotarySystem(cluster, notary_dir)
             cleanup.callback(notary.stop)
             systems.append(notary)
             results.notes["notary"] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "notary"],
@@ -159,12 +178,6 @@ def main(argv: list[str] | None = None) -> int:
                 results.add("ours", {f"(7) renewal pass over {args.renew_collections} collections s": seconds,
                                      "(7) timestamps renewed per s": renewed / seconds,
                                      "(7) timestamps renewed in the pass": renewed})
-
-    print(table(results))
-    if args.json:
-        results.write_json(args.json)
-        log(f"results written to {args.json}")
-    return 0
 
 
 def run_profiles(ours: OurSystem, read_collection: str, big_collection: str,

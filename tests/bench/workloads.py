@@ -3,9 +3,11 @@ measurements `{metric: value}` of one run; `run.py` alternates systems and runs 
 
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -74,11 +76,17 @@ def reads(system: System, collection: str, seconds: float) -> Measurements:
 
 
 # --- (2): reads while timestamps are renewed -----------------------------------------------------
-def _current_version(url: str) -> int:
-    import json
-
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return int(json.load(r)["signed"]["version"])
+def _current_version(url: str, attempts: int = 10) -> int:
+    """The served timestamp's version; retried, because notary answers 500 while it races to renew."""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return int(json.load(r)["signed"]["version"])
+        except urllib.error.HTTPError as e:
+            if e.code < 500 or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
 
 
 def reads_during_renewal(system: System, collection: str, seconds: float, connections: int,
