@@ -19,7 +19,7 @@ from tests.e2e.faults import NO_AUTH, assert_whole
 from tests.e2e.tuf_http import get, new_collection
 from tests.stack import start_stack
 
-TIME_BUDGET = 25.0  # seconds of generated uploads; later examples are skipped
+TIME_BUDGET = 20.0  # seconds of generated uploads; later examples are skipped
 COLLECTION = "fuzz/publish"
 ROLES = ["root", "targets", "snapshot", "timestamp", "targets/a", "../etc", "", "Root", "targets.json", "x" * 300]
 
@@ -103,31 +103,38 @@ def test_fuzzing_the_publish_endpoint(fuzz_stack, tmp_path):
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
     started = time.monotonic()
     seen = {"sent": 0, "accepted": 0, "statuses": {}}
+    failures: list = []  # kept here, not raised: hypothesis would replay them past the time budget
 
     # Generation only: a failure is reported as found (shrinking would replay it past the time budget).
-    @settings(max_examples=3000, deadline=None, database=None, phases=(Phase.generate,),
+    @settings(max_examples=2500, deadline=None, database=None, phases=(Phase.generate,),
               suppress_health_check=list(HealthCheck))
     @given(st.data())
     def upload(data) -> None:
-        if time.monotonic() - started > TIME_BUDGET:  # no replay (generate phase only), so skipping is safe
-            return
         base = data.draw(st.sampled_from([valid_targets, valid_root]))
         parts = [(data.draw(st.sampled_from(ROLES)), data.draw(mutated(base)))
                  for _ in range(data.draw(st.integers(1, 2)))]
+        # Past the budget, examples are still drawn (hypothesis requires consistent draws) but not sent.
+        if time.monotonic() - started > TIME_BUDGET or failures:
+            return
         body, content_type = _multipart(parts)
         connection.request("POST", path, body=body, headers={"Content-Type": content_type})
         response = connection.getresponse()
         answer = response.read()
         seen["sent"] += 1
         seen["statuses"][response.status] = seen["statuses"].get(response.status, 0) + 1
-        assert response.status < 500, (response.status, answer[:300], parts)
+        if response.status >= 500:
+            failures.append((response.status, answer[:300], parts))
         if response.status == 200:
             seen["accepted"] += 1
-            assert_whole(stack, COLLECTION, root_v1, tmp_path)  # what was accepted verifies
+            try:
+                assert_whole(stack, COLLECTION, root_v1, tmp_path)  # what was accepted verifies
+            except Exception as e:  # noqa: BLE001
+                failures.append(("accepted upload does not verify", repr(e), parts))
 
     upload()
     connection.close()
     print(f"fuzzing: {seen}")
-    assert seen["sent"] >= 500, seen  # about 1,200-2,300 on two cores
+    assert failures == []
+    assert seen["sent"] >= 500, seen  # about 1,000-2,000 on two cores
     # Nothing invalid was accepted: the collection is still whole and at a version a valid upload made.
     assert_whole(stack, COLLECTION, root_v1, tmp_path)
