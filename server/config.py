@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from tufnotary.server.auth_config import _FIELDS as _AUTH_FIELDS
 from tufnotary.server.auth_config import AuthConfig, auth_config_from_env
 from tufnotary.server.validation import ValidationPolicy
 
@@ -98,7 +99,8 @@ def _file_settings(path: str) -> dict[str, str]:
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"the configuration file {path} is not valid TOML: {e}") from None
     table = table.get("server", table)  # a file may hold a [server] table or bare keys
-    known = {suffix.lower() for suffix in _FIELDS} | {f"max_{r}_expiry_days" for r in _MAX_EXPIRY_ROLES}
+    known = ({suffix.lower() for suffix in (*_FIELDS, *_AUTH_FIELDS)}
+             | {f"max_{r}_expiry_days" for r in _MAX_EXPIRY_ROLES})
     values: dict[str, str] = {}
     for key, value in table.items():
         if key not in known:

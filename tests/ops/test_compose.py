@@ -100,6 +100,7 @@ def test_example_configuration_files_load(compose, tmp_path):
     server = server_load_config(str(COMPOSE / "server.toml"), {})
     assert server.database_url.startswith("postgresql://tufnotary@server-postgres")
     assert server.signer_address == "signer:7899" and server.signer_client_key
+    assert server.auth.users_file == "/run/tufnotary/users.toml" and server.auth.proxy_hops == 1
     settings = signer_file_settings(str(COMPOSE / "signer.toml"))
     assert settings["TUFNOTARY_SIGNER_PASSPHRASE_FILE"] == "/run/tufnotary/passphrase"
     assert settings["TUFNOTARY_SIGNER_METRICS_LISTEN"] == "0.0.0.0:9100"
