@@ -27,6 +27,15 @@ def start(pid: int, out: Path, seconds: float) -> subprocess.Popen:
                              "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def record_command(argv: list[str], env: dict[str, str], out: Path) -> None:
+    """Run `argv` under py-spy (e.g. one CLI publish), writing collapsed stacks to `out`."""
+    exe = py_spy()
+    if exe is None:
+        raise RuntimeError("py-spy is not installed: pip install -e '.[bench]'")
+    subprocess.run([exe, "record", "--format", "raw", "--rate", "500", "--output", str(out), "--", *argv],
+                   env=env, check=True, capture_output=True, timeout=300)
+
+
 def finish(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT

@@ -10,6 +10,7 @@ signer's expiry window."""
 from __future__ import annotations
 
 import time
+import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from unittest import mock
@@ -24,15 +25,32 @@ from tufnotary.server.storage import open_store
 
 EXPIRY = timedelta(hours=1)
 STEP = timedelta(minutes=40)
+# A long signer deadline: creating keys costs the signer one scrypt derivation each (see docs/performance.md),
+# and the stack's default of 3 s answers 503 SIGNER_UNAVAILABLE when creations queue up behind each other.
 ENV = {"TUFNOTARY_SERVER_TIMESTAMP_EXPIRY_DAYS": str(EXPIRY / timedelta(days=1)),
-       "TUFNOTARY_SERVER_RENEW_INTERVAL": "0"}
+       "TUFNOTARY_SERVER_RENEW_INTERVAL": "0", "TUFNOTARY_SERVER_SIGNER_TIMEOUT": "30"}
 
 
-def create_collections(stack: Stack, prefix: str, count: int, threads: int = 4) -> float:
+def create_collections(stack: Stack, prefix: str, count: int, threads: int = 2) -> tuple[float, int]:
+    """(seconds, 503 answers retried) to create `count` collections, `threads` at a time."""
+    retried = 0
+
+    def create(i: int) -> None:
+        nonlocal retried
+        for attempt in range(5):
+            try:
+                new_collection(stack, f"{prefix}/c{i}")
+                return
+            except urllib.error.HTTPError as e:
+                if e.code != 503 or attempt == 4:
+                    raise
+                retried += 1
+                time.sleep(1.0)
+
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda i: new_collection(stack, f"{prefix}/c{i}"), range(count)))
-    return time.perf_counter() - started
+        list(pool.map(create, range(count)))
+    return time.perf_counter() - started, retried
 
 
 def renewal_passes(stack: Stack, passes: int) -> list[tuple[float, int]]:

@@ -26,6 +26,7 @@ from tests.bench.notary_stack import NotarySystem
 from tests.bench.our_stack import OurSystem, new_workdir
 from tests.bench.report import Results, table
 from tests.pgcluster import PgCluster
+from tests.stack import BIN
 
 WORKLOADS = ("reads", "renewal-reads", "publish", "big", "init", "renew", "signer")
 
@@ -171,8 +172,9 @@ def run_all(args: argparse.Namespace, results: Results, tag: str) -> None:
         if "renew" in args.only:
             ours.restart_server(renewal.ENV)
             log(f"creating {args.renew_collections} collections through the HTTP API")
-            created = renewal.create_collections(ours.stack, f"bench/renew-{tag}", args.renew_collections)
-            results.add("ours", {f"(7) setup: create {args.renew_collections} collections over HTTP s": created})
+            created, retried = renewal.create_collections(ours.stack, f"bench/renew-{tag}", args.renew_collections)
+            results.add("ours", {f"(7) setup: create {args.renew_collections} collections over HTTP s": created,
+                                 "(7) setup: 503 answers retried": retried})
             for seconds, renewed in renewal.renewal_passes(ours.stack, args.renew_passes):
                 log(f"renewal pass: {renewed} in {seconds:.1f}s")
                 results.add("ours", {f"(7) renewal pass over {args.renew_collections} collections s": seconds,
@@ -182,8 +184,9 @@ def run_all(args: argparse.Namespace, results: Results, tag: str) -> None:
 
 def run_profiles(ours: OurSystem, read_collection: str, big_collection: str,
                  args: argparse.Namespace) -> dict[str, object]:
-    """py-spy on every gunicorn process of our server: under (1) GET timestamp.json c32, and during
-    publishes of 1 target into the big collection (5). Not during the measured runs."""
+    """py-spy on every gunicorn process of our server under (1) GET timestamp.json c32 and during
+    publishes of 1 target into the big collection (5), and on the signer under (8). Not during the
+    measured runs."""
     from tests.bench.loadgen import wrk
 
     summaries: dict[str, object] = {}
@@ -206,6 +209,27 @@ def run_profiles(ours: OurSystem, read_collection: str, big_collection: str,
             ours.publish(big_collection)
         profile.finish(recorder)
         summaries["publish-1-into-big"] = profile.summarize(out.read_text()) if out.exists() else "py-spy wrote nothing"
+    if "publish" in args.only:
+        out = args.profile / "cli-publish-1-target.txt"
+        log("profiling one CLI publish of 1 target into a fresh collection")
+        collection = f"bench/profiled-cli-{time.time_ns()}"
+        ours.init(collection)
+        ours.add_one(collection, "images/app:v1")
+        profile.record_command([str(BIN / "tufnotary"), "publish", collection], ours.env, out)
+        summaries["cli-publish"] = profile.summarize(out.read_text()) if out.exists() else "py-spy wrote nothing"
+    if "signer" in args.only:
+        out = args.profile / "signer-sign-and-batch.txt"
+        log("profiling the signer under Sign and SignBatch")
+        recorders = []
+
+        def start_recording() -> None:  # after key creation: profile the signing only
+            recorders.append(profile.start(ours.signer_pids()[0], out, 30))
+            time.sleep(1.0)
+
+        signer_rate.signer_rates(ours.stack, f"bench/signer-profiled-{time.time_ns()}", 3.0, keys=20,
+                                 keys_ready=start_recording)
+        profile.finish(recorders[0])
+        summaries["signer"] = profile.summarize(out.read_text()) if out.exists() else "py-spy wrote nothing"
     (args.profile / "summary.json").write_text(json.dumps(summaries, indent=2))
     return summaries
 

@@ -5,6 +5,7 @@ physical limit of one core."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from securesystemslib.signer import CryptoSigner
@@ -22,12 +23,18 @@ def _payload(version: int) -> bytes:
     return CanonicalJSONSerializer().serialize(build_timestamp(version, expires, _SNAPSHOT, 1).signed)
 
 
-def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50) -> dict[str, float]:
+def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
+                 keys_ready: Callable[[], None] | None = None) -> dict[str, float]:
+    """Signatures per second over `seconds` each: single Sign calls cycling over `keys` timestamp
+    keys, then SignBatch calls of one payload per key, then raw in-process ed25519. `keys_ready` is
+    called once the keys exist (e.g. to start a profiler on the signing alone)."""
     signer = RemoteSigner(stack.signer_address.replace("127.0.0.1", "localhost"), stack.certs.ca_cert,
                           stack.certs.client_cert, stack.certs.client_key, timeout=30)
     try:
         pairs = [(f"{prefix}/k{i}", signer.create_key(f"{prefix}/k{i}", "timestamp")) for i in range(keys)]
         versions = {collection: 0 for collection, _ in pairs}
+        if keys_ready:
+            keys_ready()
 
         def next_payload(collection: str) -> bytes:
             versions[collection] += 1
