@@ -27,11 +27,11 @@ class Client:
     publisher: Publisher
 
 
-def make_client(trust_dir: Path, server_url: str, passphrase: str = PASSPHRASE) -> Client:
+def make_client(trust_dir: Path, server_url: str, passphrase: str = PASSPHRASE, timeout: float = 5) -> Client:
     trust = TrustDir(trust_dir)
     keys = KeyStore(trust, lambda keyid, new: passphrase)
-    consumer = Consumer(trust, server_url, socket_timeout=5)
-    server = ServerClient(HttpConfig(server=server_url, read_timeout=5))
+    consumer = Consumer(trust, server_url, socket_timeout=timeout)
+    server = ServerClient(HttpConfig(server=server_url, read_timeout=timeout))
     return Client(trust, keys, consumer, Publisher(trust, keys, server, consumer))
 
 

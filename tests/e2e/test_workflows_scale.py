@@ -22,7 +22,8 @@ def digest(path: str) -> str:
 def test_hundred_thousand_targets_publish_touches_only_changed_bins(sqlite_stack, collection, tmp_path):
     """~20 s: run once, on SQLite; test_hash_bins does 100,000 targets on PostgreSQL."""
     stack = sqlite_stack
-    owner = make_client(tmp_path / "owner", stack.url)
+    # a 12 MB publish of 256 bins: allow a loaded machine more than the 5 s of the small tests
+    owner = make_client(tmp_path / "owner", stack.url, timeout=120)
     owner.publisher.init(collection, bins=BINS)
     paths = [f"images/app-{i}:v1" for i in range(TARGETS)]
 
