@@ -100,7 +100,7 @@ class Stack:
             "TUFNOTARY_SERVER_SIGNER_CA": str(self.certs.ca_cert),
             "TUFNOTARY_SERVER_SIGNER_CLIENT_CERT": str(self.certs.client_cert),
             "TUFNOTARY_SERVER_SIGNER_CLIENT_KEY": str(self.certs.client_key),
-            "TUFNOTARY_SERVER_SIGNER_TIMEOUT": "3",
+            "TUFNOTARY_SERVER_SIGNER_TIMEOUT": "10",  # generous: the suite shares 2 cores
             # Authentication off unless a test's server_env configures it (tests/e2e/test_auth*.py).
             "TUFNOTARY_SERVER_AUTH": "none",
             "TUFNOTARY_SERVER_RATE_LIMIT": "0",
