@@ -32,6 +32,9 @@ class OurSystem:
         self.trust_dir = workdir / "trust"
         self.env = {**os.environ, "TUFNOTARY_SERVER": self.stack.url, "TUFNOTARY_TRUST_DIR": str(self.trust_dir),
                     "TUFNOTARY_PASSPHRASE": PASSPHRASE}
+        # An installed CLI starts from cached bytecode; without this, a shell that sets
+        # PYTHONDONTWRITEBYTECODE makes every run compile the client's imports from source.
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     # --- processes
     def server_pids(self) -> list[int]:
