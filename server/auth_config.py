@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tufnotary.server.tokens import SUPPORTED_ALGORITHMS
+from tufnotary.server.env import read_fields
 
-ENV_PREFIX = "TUFNOTARY_SERVER_"
 MODES = ("token", "none")
 
 
@@ -89,12 +89,5 @@ _FIELDS = {
 
 
 def auth_config_from_env(environ: Mapping[str, str]) -> AuthConfig:
-    values = {}
-    for suffix, (name, parse) in _FIELDS.items():
-        raw = environ.get(ENV_PREFIX + suffix)
-        if raw:
-            try:
-                values[name] = parse(raw)
-            except ValueError as e:
-                raise ValueError(f"{ENV_PREFIX + suffix}: cannot read {raw!r}: {e}") from e
+    values = read_fields(environ, _FIELDS)
     return AuthConfig(**values)

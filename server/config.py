@@ -12,9 +12,9 @@ from datetime import timedelta
 
 from tufnotary.server.auth_config import _FIELDS as _AUTH_FIELDS
 from tufnotary.server.auth_config import AuthConfig, auth_config_from_env
+from tufnotary.server.env import ENV_PREFIX, read_fields
 from tufnotary.server.validation import ValidationPolicy
 
-ENV_PREFIX = "TUFNOTARY_SERVER_"
 ENV_CONFIG_FILE = ENV_PREFIX + "CONFIG"  # a TOML file; `tufnotary-server --config FILE` sets it
 
 
@@ -69,14 +69,7 @@ _MAX_EXPIRY_ROLES = ("root", "targets", "snapshot")
 def config_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
     """Build a ServerConfig from TUFNOTARY_SERVER_* variables; unset ones keep their defaults."""
     environ = os.environ if environ is None else environ
-    values = {}
-    for suffix, (name, parse) in _FIELDS.items():
-        raw = environ.get(ENV_PREFIX + suffix)
-        if raw:
-            try:
-                values[name] = parse(raw)
-            except ValueError as e:
-                raise ValueError(f"{ENV_PREFIX + suffix}: cannot read {raw!r}: {e}") from e
+    values = read_fields(environ, _FIELDS)
     max_expiry = ValidationPolicy().max_expiry
     for role in _MAX_EXPIRY_ROLES:
         name = f"{ENV_PREFIX}MAX_{role.upper()}_EXPIRY_DAYS"
