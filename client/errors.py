@@ -120,6 +120,12 @@ class RegistryError(ClientError):
         self.registry_code = registry_code
 
 
+class CredentialHelperError(ClientError):
+    """A Docker credential helper named in the Docker config file is missing or failed."""
+
+    code = "CREDENTIAL_HELPER"
+
+
 class RegistryIntegrityError(VerificationError):
     """A registry served bytes that do not match the digest they were asked for or announced."""
 

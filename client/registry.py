@@ -166,6 +166,10 @@ class RegistryClient:
             return None
         creds = self.credentials.get(registry)
         if challenge.scheme == "basic":
+            if creds is not None and creds.identity_token is not None:
+                raise RegistryError(f"{registry} asks for a password, and its credentials are an "
+                                    "identity token (for token-auth registries): log in with a "
+                                    "password or set TUFNOTARY_REGISTRY_USERNAME/PASSWORD", 401)
             return creds.basic_header() if creds else None
         if challenge.scheme == "bearer":
             realm, service = challenge.params.get("realm", ""), challenge.params.get("service", "")
@@ -186,15 +190,22 @@ class RegistryClient:
                 "(allow the host explicitly with --insecure-registry)"
             )
         query = [("service", service)] if service else []
-        query += [("scope", s) for s in sorted(scopes)]
-        headers = {}
         creds = self.credentials.get(registry)
-        if creds is not None:
-            headers["Authorization"] = creds.basic_header()
-        url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         try:
-            response = self._pool.request("GET", url, headers=headers, redirect=False,
-                                          retries=urllib3.Retry(total=2, read=0, redirect=0))
+            if creds is not None and creds.identity_token is not None:
+                # The OAuth2 flow of the token spec: the identity token is a refresh token.
+                form = [("grant_type", "refresh_token"), ("refresh_token", creds.identity_token),
+                        ("client_id", USER_AGENT.split("/")[0]), ("scope", " ".join(sorted(scopes))), *query]
+                response = self._pool.request(
+                    "POST", realm, body=urlencode(form), redirect=False,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    retries=urllib3.Retry(total=2, read=0, redirect=0))
+            else:
+                headers = {"Authorization": creds.basic_header()} if creds is not None else {}
+                query += [("scope", s) for s in sorted(scopes)]
+                url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+                response = self._pool.request("GET", url, headers=headers, redirect=False,
+                                              retries=urllib3.Retry(total=2, read=0, redirect=0))
         except urllib3.exceptions.HTTPError as e:
             raise RegistryUnreachableError(f"cannot reach the token service of {registry}: "
                                            f"{getattr(e, 'reason', None) or e}") from e

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.registry import write_credential_helper
 from tufnotary.client.errors import (
+    CredentialHelperError,
     RegistryError,
     RegistryIntegrityError,
     RegistryUnreachableError,
@@ -95,6 +97,71 @@ def test_credentials_from_docker_config_then_env(tmp_path: Path) -> None:
     other = store.get("other.example.com")
     assert other is not None and other.username == "env"
     assert CredentialStore({"DOCKER_CONFIG": str(tmp_path / "none")}).get("x.io") is None
+
+
+def _helper_env(tmp_path: Path, config: dict[str, Any]) -> dict[str, str]:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return {"TUFNOTARY_REGISTRY_AUTH_FILE": str(path), "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+
+
+def test_credential_helpers_in_dockers_order(tmp_path: Path) -> None:
+    write_credential_helper(tmp_path / "bin", "store", {"a.example.com": ("store-user", "store-secret"),
+                                                      "https://index.docker.io/v1/": ("hub", "hub-secret")})
+    write_credential_helper(tmp_path / "bin", "special", {"b.example.com": ("<token>", "refresh-me")})
+    env = _helper_env(tmp_path, {
+        "credsStore": "store", "credHelpers": {"b.example.com": "special"},
+        "auths": {"c.example.com": {"auth": base64.b64encode(b"file-user:file-pw").decode()}}})
+    store = CredentialStore(env)
+    a = store.get("a.example.com")
+    assert a is not None and (a.username, a.password, a.identity_token) == ("store-user", "store-secret", None)
+    b = store.get("B.example.com")  # credHelpers beats credsStore; <token> is an identity token
+    assert b is not None and b.identity_token == "refresh-me"
+    c = store.get("c.example.com")  # the store holds nothing for c: the auths entry applies
+    assert c is not None and c.username == "file-user"
+    hub = store.get("docker.io")  # Docker Hub is asked for under its legacy server URL
+    assert hub is not None and hub.username == "hub"
+    assert store.get("d.example.com") is None
+    store.get("a.example.com")  # asked once per registry and command
+    calls = (tmp_path / "bin" / "store.calls").read_text().splitlines()
+    assert calls == ["get a.example.com", "get c.example.com", "get https://index.docker.io/v1/",
+                     "get d.example.com"]
+    assert "refresh-me" not in repr(b)
+
+
+def test_identity_token_from_auths_entry(tmp_path: Path) -> None:
+    env = _helper_env(tmp_path, {"auths": {"r.example.com": {"identitytoken": "idt"}}})
+    creds = CredentialStore(env).get("r.example.com")
+    assert creds is not None and creds.identity_token == "idt"
+
+
+def test_credential_helper_missing_or_failing_is_a_clear_error(tmp_path: Path) -> None:
+    env = _helper_env(tmp_path, {"credsStore": "nosuch"})
+    with pytest.raises(CredentialHelperError, match="docker-credential-nosuch .* is not on PATH: install it"):
+        CredentialStore(env).get("a.example.com")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    failing = bin_dir / "docker-credential-broken"
+    failing.write_text("#!/bin/sh\necho 'keyring locked' >&2\necho 'secret-on-stdout'\nexit 3\n")
+    failing.chmod(0o755)
+    env = _helper_env(tmp_path, {"credsStore": "broken"})
+    with pytest.raises(CredentialHelperError, match="failed for a.example.com \\(exit status 3\\): keyring locked") as e:
+        CredentialStore(env).get("a.example.com")
+    assert "secret-on-stdout" not in e.value.message
+    garbled = bin_dir / "docker-credential-garbled"
+    garbled.write_text("#!/bin/sh\necho '{\"Username\": \"u\", \"Password\": \"leaked-secret\"}'\n")
+    garbled.chmod(0o755)
+    env = _helper_env(tmp_path, {"credsStore": "garbled"})
+    with pytest.raises(CredentialHelperError, match="without a JSON") as e:
+        CredentialStore(env).get("a.example.com")
+    assert "leaked-secret" not in e.value.message
+
+
+@pytest.mark.parametrize("name", ["../evil", "a b", "", 7])
+def test_credential_helper_name_must_be_a_word(tmp_path: Path, name: Any) -> None:
+    env = _helper_env(tmp_path, {"credHelpers": {"a.example.com": name}})
+    with pytest.raises(UsageError, match="must name a credential helper"):
+        CredentialStore(env).get("a.example.com")
 
 
 def test_token_cache_per_scope() -> None:

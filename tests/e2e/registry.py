@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -68,6 +69,8 @@ class TokenIssuer:
         self.cert_path = workdir / "token-issuer.pem"
         self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         self.issued: list[tuple[str | None, list[str]]] = []  # (user, scopes) per token
+        # Identity tokens (what `docker login` stores for OAuth2 registries) -> user.
+        self.refresh_tokens: dict[str, str] = {}
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,6 +79,14 @@ class TokenIssuer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 status, body = issuer.handle(self.path, self.headers.get("Authorization"))
+                self._reply(status, body)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                form = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                status, body = issuer.handle_refresh(parse_qs(form))
+                self._reply(status, body)
+
+            def _reply(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -98,7 +109,19 @@ class TokenIssuer:
             if self.users.get(name) != password:
                 return 401, {"errors": [{"code": "UNAUTHORIZED"}]}
             user = name
-        scopes = query.get("scope", [])
+        return self._issue(user, query.get("scope", []), query.get("service", [""])[0])
+
+    def handle_refresh(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """The OAuth2 form of the token spec: grant_type=refresh_token with an identity token."""
+        if form.get("grant_type") != ["refresh_token"]:
+            return 400, {"error": "unsupported_grant_type"}
+        user = self.refresh_tokens.get((form.get("refresh_token") or [""])[0])
+        if user is None:
+            return 401, {"error": "invalid_grant"}
+        scopes = " ".join(form.get("scope", [])).split()
+        return self._issue(user, scopes, form.get("service", [""])[0])
+
+    def _issue(self, user: str | None, scopes: list[str], service: str) -> tuple[int, dict[str, Any]]:
         access = []
         for scope in scopes:
             kind, _, rest = scope.partition(":")
@@ -108,7 +131,7 @@ class TokenIssuer:
                 access.append({"type": "repository", "name": repo, "actions": actions.split(",")})
         self.issued.append((user, scopes))
         now = int(time.time())
-        claims = {"iss": ISSUER, "sub": user or "", "aud": query.get("service", [""])[0],
+        claims = {"iss": ISSUER, "sub": user or "", "aud": service,
                   "exp": now + 300, "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8),
                   "access": access}
         der = self.cert.public_bytes(serialization.Encoding.DER)
@@ -234,3 +257,32 @@ def push_index(client: RegistryClient, ref: Reference, children: list[Manifest])
     manifest = Manifest(ref, sha256_digest(data), OCI_INDEX, data)
     client.put_manifest(ref, manifest)
     return manifest
+
+
+def write_credential_helper(bin_dir: Path, name: str, answers: dict[str, tuple[str, str]]) -> Path:
+    """A `docker-credential-<name>` program speaking Docker's credential helper protocol.
+
+    `get` reads the server on stdin and prints `{"ServerURL", "Username", "Secret"}` from
+    `answers`, or says "credentials not found in native keychain" and exits 1, as the real
+    helpers do. Each call is appended to `<bin_dir>/<name>.calls` (action and server, no secret).
+    """
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    program = bin_dir / f"docker-credential-{name}"
+    program.write_text(f"""#!{sys.executable}
+import json, sys
+answers = {json.dumps(answers)!r}
+answers = json.loads(answers)
+server = sys.stdin.read().strip()
+with open({str(bin_dir / f"{name}.calls")!r}, "a") as log:
+    log.write(" ".join(sys.argv[1:]) + " " + server + "\\n")
+if sys.argv[1:] != ["get"]:
+    print("unsupported action", file=sys.stderr)
+    sys.exit(2)
+if server not in answers:
+    print("credentials not found in native keychain")
+    sys.exit(1)
+user, secret = answers[server]
+print(json.dumps({{"ServerURL": server, "Username": user, "Secret": secret}}))
+""")
+    program.chmod(0o755)
+    return program

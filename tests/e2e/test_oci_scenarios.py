@@ -14,10 +14,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.registry import Registry, push_image, push_index, start_registry
+from tests.e2e.registry import Registry, push_image, push_index, start_registry, write_credential_helper
 from tufnotary.client.registry import OCI_MANIFEST, RegistryClient
 from tufnotary.client.registryauth import CredentialStore
 
@@ -56,22 +57,25 @@ class World:
         self.docker_config, self.tmp, self.collection = docker_config, tmp, collection
         self.registry = RegistryClient(CredentialStore({"TUFNOTARY_REGISTRY_AUTH_FILE": str(docker_config)}))
 
-    def run(self, who: str, *args: str, server: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(self, who: str, *args: str, server: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("TUFNOTARY_")}
         env["TUFNOTARY_PASSPHRASE"] = PASSPHRASE
         env["TUFNOTARY_REGISTRY_AUTH_FILE"] = str(self.docker_config)
+        env.update(extra)
         return subprocess.run(
             [str(BIN / "tufnotary"), "--server", server or self.stack.url, "--trust-dir",
              str(self.tmp / who), *args],
             env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
         )
 
-    def ok(self, who: str, *args: str, **kw: str) -> str:
+    def ok(self, who: str, *args: str, **kw: Any) -> str:
         r = self.run(who, *args, **kw)
         assert r.returncode == 0, r.stdout + r.stderr
         return r.stdout
 
-    def fails(self, status: int, who: str, *args: str, phrases: tuple[str, ...] = (), **kw: str) -> str:
+    def fails(self, status: int, who: str, *args: str, phrases: tuple[str, ...] = (), **kw: Any) -> str:
         r = self.run(who, *args, **kw)
         assert r.returncode == status, r.stdout + r.stderr
         assert "Traceback" not in r.stderr
@@ -337,3 +341,42 @@ def test_index_children_signed_and_token_registry_refuses_anonymous(world, regis
     # A registry that is down: exit 5.
     w.policy("consumer", {"registry": "127.0.0.1:9/*"})
     w.fails(5, "consumer", "verify", "127.0.0.1:9/net-monitor:1.0", phrases=("cannot reach registry",))
+
+
+def test_docker_credential_helpers_with_the_token_registry(world):
+    """credHelpers and credsStore (Docker's credential helper protocol) against the token-auth
+    registry: a password from one helper, an identity token (`<token>`) from another."""
+    w = world
+    _init(w)
+    built = push_image(w.registry, w.b.ref("helpers/web:1.0"), b"signed with helper credentials")
+    bin_dir = w.tmp / "bin"
+    write_credential_helper(bin_dir, "ci-vault", {w.b.host: ("ci", w.b.users["ci"])})
+    write_credential_helper(bin_dir, "desktop", {w.b.host: ("<token>", "identity-token-of-ci")})
+    w.b.issuer.refresh_tokens["identity-token-of-ci"] = "ci"
+
+    def helper_env(name: str, config: dict) -> dict[str, str]:
+        path = w.tmp / f"{name}.docker-config.json"
+        path.write_text(json.dumps(config))
+        return {"TUFNOTARY_REGISTRY_AUTH_FILE": str(path), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    ref = f"{w.b.host}/helpers/web:1.0"
+    owner = helper_env("owner", {"credHelpers": {w.b.host: "ci-vault"}, "credsStore": "desktop"})
+    w.ok("owner", "sign", ref, "--collection", w.collection, env=owner)
+    assert (bin_dir / "ci-vault.calls").read_text().splitlines() == [f"get {w.b.host}"]
+    assert not (bin_dir / "desktop.calls").exists()  # credHelpers wins over credsStore
+
+    w.policy("consumer", {"registry": f"{w.b.host}/helpers/*"})
+    consumer = helper_env("consumer", {"credsStore": "desktop", "auths": {w.b.host: {}}})
+    issued = len(w.b.issuer.issued)
+    assert w.ok("consumer", "verify", ref, env=consumer).strip().endswith(built.digest)
+    assert any(user == "ci" for user, _ in w.b.issuer.issued[issued:])  # through the refresh token
+
+    # A revoked identity token: the registry refuses (6), naming what to do, never the token.
+    del w.b.issuer.refresh_tokens["identity-token-of-ci"]
+    out = w.fails(6, "consumer", "verify", ref, env=consumer, phrases=("token service refused the credentials",
+                                                                       "docker login"))
+    assert "identity-token-of-ci" not in out
+    # A helper that is not installed: a local problem (1) that says what to do.
+    missing = helper_env("missing", {"credsStore": "osxkeychain"})
+    w.fails(1, "consumer", "verify", ref, env=missing,
+            phrases=("docker-credential-osxkeychain", "is not on PATH: install it"))
