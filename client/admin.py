@@ -13,12 +13,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from securesystemslib.signer import Key
+from securesystemslib.signer import CryptoSigner, Key
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Root, Snapshot, SuccinctRoles, Targets
 
-from tufnotary.client.draft import Draft, Requirement
+from tufnotary.client.draft import Draft
 from tufnotary.client.errors import UsageError
+from tufnotary.client.history import RoleVersion, role_versions
 from tufnotary.client.publisher import Publisher, SubmitResult, role_keys
+from tufnotary.client.revocation import RevertPlan, plan_reverts
 from tufnotary.client.trusted import (
     RoleNotDelegatedError,
     RoleNotPublishedError,
@@ -66,10 +68,12 @@ class SignedTarget:
 
 @dataclass
 class RevokeResult:
-    submitted: SubmitResult
+    submitted: SubmitResult | None  # None: a dry run, nothing published
     roles: list[str]  # roles whose key lists changed
     replacement: str | None  # key id added where the threshold needed it
     signed: list[SignedTarget] = field(default_factory=list)
+    plan: RevertPlan = field(default_factory=RevertPlan)
+    kept: bool = False  # --keep-content: the plan was reported, not applied
 
 
 class Admin:
@@ -348,8 +352,18 @@ class Admin:
         keyid: str,
         replacement: Key | None = None,
         save: Path | None = None,
+        keep_content: bool = False,
+        dry_run: bool = False,
     ) -> RevokeResult:
-        """Remove `keyid` from every role that lists it, re-sign, publish; list what it signed."""
+        """Remove `keyid` from every role that lists it, undo what only it vouched for, re-sign,
+        publish; list what it signed.
+
+        Target entries whose current value only the revoked key signed are reverted to their
+        value in the latest version a still-trusted key signed, or dropped (`revocation.py`):
+        a leaked key's work must not stay trusted just because the owner re-signs the role.
+        `keep_content` (the key was retired, not stolen) reports that plan without applying it;
+        `dry_run` builds everything and publishes nothing.
+        """
         state = self.pub.state(collection)
         listing = self._roles_listing(state, keyid)
         if not listing:
@@ -360,19 +374,44 @@ class Admin:
                     f"{keyid} is the server-managed {role} key: replace it with "
                     f"`tufnotary key rotate {collection} {role} --server-managed`"
                 )
-        history = self.signed_by(state, keyid, listing)
+        versions = self._versions_of(state, listing)
+        history = signed_by(versions, keyid)
+        plan = plan_reverts(versions, frozenset({keyid}))
         draft = Draft(collection, f"the revocation of key {keyid[:16]} in {collection}")
         added: str | None = None
         for role in listing:
             threshold, keys = self._role_keys(state, role)
             add: list[Key] = []
             if len(keys) - 1 < threshold:
-                if replacement is None:
+                if replacement is None and dry_run:
+                    # A throwaway public key, so a dry run creates no local key.
+                    replacement = CryptoSigner.generate_ed25519().public_key
+                    added = "(a new key, made by the real run)"
+                elif replacement is None:
                     replacement = self.pub.keys.generate(keys[keyid].keytype)
-                add, added = [replacement], replacement.keyid
+                add = [replacement]
+                added = added if dry_run and added else replacement.keyid
             self._change_keys(state, draft, role, add, [keyid])
-        submitted = self._finish(state, draft, save)
-        return RevokeResult(submitted, listing, added, history)
+        if not keep_content:
+            for revert in plan.reverts:
+                targets = self.pub.next_version(state, draft, revert.role).signed.targets
+                if revert.restored is None:
+                    targets.pop(revert.path, None)
+                else:
+                    targets[revert.path] = revert.restored
+        submitted = None if dry_run else self._finish(state, draft, save)
+        return RevokeResult(submitted, listing, added, history, plan, keep_content)
+
+    def _versions_of(self, state: TrustedState, roles: list[str]) -> list[RoleVersion]:
+        """Every stored version of the targets-type `roles` (each hash bin, for bins), with the
+        signatures that verify against the keys their delegators listed."""
+        candidates: set[str] = set()
+        for role in roles:
+            if role == Root.type or role in SERVER_ROLES:
+                continue
+            bins = self._bins_of(state, role)
+            candidates.update(bins.get_roles() if bins is not None else [role])
+        return [rv for rv in role_versions(state) if rv.role in candidates]
 
     def _roles_listing(self, state: TrustedState, keyid: str) -> list[str]:
         root = state.root.signed
@@ -381,50 +420,6 @@ class Admin:
             if keyid in info.keyids:
                 roles.append(info.role)
         return roles
-
-    def signed_by(
-        self, state: TrustedState, keyid: str, roles: list[str]
-    ) -> list[SignedTarget]:
-        """Every target a version of a targets-type role signed by `keyid` listed.
-
-        Reads the immutable versioned files (`N.role.json`) the server keeps; a version counts
-        when it carries a valid signature of `keyid` (checked by python-tuf).
-        """
-        _, keys = self._key_anywhere(state, keyid, roles)
-        requirement = Requirement("revoked key", 1, {keyid: keys})
-        candidates: list[str] = []
-        for role in roles:
-            if role == Root.type or role in SERVER_ROLES:
-                continue
-            bins = self._bins_of(state, role)
-            candidates.extend(bins.get_roles() if bins is not None else [role])
-        out: list[SignedTarget] = []
-        seen: set[tuple[str, str, str]] = set()
-        for role in candidates:
-            meta = state.snapshot.signed.meta.get(f"{role}.json")
-            for version in range(1, (meta.version if meta else 0) + 1):
-                try:
-                    md = Metadata[Targets].from_bytes(
-                        state.fetch(f"{version}.{_quote(role)}.json")
-                    )
-                except Exception:  # noqa: BLE001 - a missing or unreadable version signs nothing
-                    continue
-                if keyid not in requirement.result(md)[0]:
-                    continue
-                for path, info in md.signed.targets.items():
-                    digest = sorted(info.hashes.items())[0]
-                    key = (role, path, f"{digest[0]}:{digest[1]}")
-                    if key not in seen:
-                        seen.add(key)
-                        out.append(SignedTarget(role, version, path, dict(info.hashes)))
-        return out
-
-    def _key_anywhere(self, state: TrustedState, keyid: str, roles: list[str]) -> tuple[int, Key]:
-        for role in roles:
-            _, keys = self._role_keys(state, role)
-            if keyid in keys:
-                return 1, keys[keyid]
-        raise UsageError(f"key {keyid} is not listed in {state.collection}")
 
     # --- expiry -----------------------------------------------------------------------------
 
@@ -498,10 +493,20 @@ class Admin:
         return out
 
 
-def _quote(role: str) -> str:
-    from urllib.parse import quote
+def signed_by(versions: list[RoleVersion], keyid: str) -> list[SignedTarget]:
+    """Every target entry of a version that `keyid` validly signed, once per role, path and digest."""
+    out: list[SignedTarget] = []
+    seen: set[tuple[str, str, str]] = set()
+    for rv in versions:
+        if keyid not in rv.signers:
+            continue
+        for path, info in rv.metadata.signed.targets.items():
+            digest = sorted(info.hashes.items())[0]
+            key = (rv.role, path, f"{digest[0]}:{digest[1]}")
+            if key not in seen:
+                seen.add(key)
+                out.append(SignedTarget(rv.role, rv.version, path, dict(info.hashes)))
+    return out
 
-    return quote(role, safe="")
 
-
-__all__ = ["Admin", "DelegationInfo", "RevokeResult", "RoleStatus", "SignedTarget", "SuccinctRoles"]
+__all__ = ["Admin", "DelegationInfo", "RevertPlan", "RevokeResult", "RoleStatus", "SignedTarget", "SuccinctRoles"]

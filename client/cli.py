@@ -214,12 +214,18 @@ def cmd_key_rotate(ctx: Context) -> int:
 def cmd_key_revoke(ctx: Context) -> int:
     a = ctx.args
     replacement = ctx.keys().resolve(a.replace_with) if a.replace_with else None
-    result = ctx.admin().revoke(a.collection, a.keyid, replacement, ctx.save_path())
-    _report_submit(
-        result.submitted, f"revoked {a.keyid} in {a.collection} (roles: {', '.join(result.roles)})"
-    )
+    result = ctx.admin().revoke(a.collection, a.keyid, replacement, ctx.save_path(),
+                                keep_content=a.keep_content, dry_run=a.dry_run)
+    if result.submitted is None:
+        _out(f"dry run: nothing published; revoking {a.keyid} in {a.collection} would change "
+             f"roles {', '.join(result.roles)}")
+    else:
+        _report_submit(
+            result.submitted, f"revoked {a.keyid} in {a.collection} (roles: {', '.join(result.roles)})"
+        )
     if result.replacement:
         _out(f"new key {result.replacement} replaces it where the threshold needed a key")
+    _report_reverts(result, a.keyid[:16])
     if not result.signed:
         _out(f"key {a.keyid} signed no target in the stored history")
     else:
@@ -228,6 +234,33 @@ def cmd_key_revoke(ctx: Context) -> int:
         _out(f"  {t.path}  {_target_summary(t.hashes, 0).split(', ', 1)[1]}  "
              f"({t.role} version {t.version})")
     return 0
+
+
+def _report_reverts(result: Any, key: str) -> None:
+    """One line per target entry only the revoked key vouched for, and what revoke did with it."""
+    def digest(info: Any) -> str:
+        return _target_summary(info.hashes, info.length).split(", ", 1)[1] if info is not None else "absent"
+
+    verb = {"revert": "reverted", "drop": "dropped", "restore": "restored"}
+    if result.kept:
+        head = "kept (--keep-content)"
+    elif result.submitted is None:
+        head = "would be"
+    else:
+        head = ""
+    for r in result.plan.reverts:
+        action = f"{head} {verb[r.action]}".strip() if not result.kept else head
+        to = (f"-> {digest(r.restored)} ({r.role} version {r.trusted_version})" if r.restored is not None
+              else "(no version signed by a still-trusted key lists it)" if r.current is not None else "")
+        _out(f"{action} {r.role} {r.path}: {digest(r.current)} (version {r.introduced_in}, signed only "
+             f"by {key}) {to}".rstrip())
+    for role, version in result.plan.delegations_changed:
+        _warn(f"{role} version {version}, signed only by {key}, changed delegations: review them with "
+              f"'tufnotary delegation list'")
+    if result.plan.reverts and result.kept:
+        _out("the content above stays trusted: only keep it if the key was retired, not leaked")
+    elif not result.plan.reverts:
+        _out(f"no target's current value was signed by {key} alone")
 
 
 def cmd_key_list(ctx: Context) -> int:
@@ -838,6 +871,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("keyid", metavar="KEYID")
     p.add_argument("--replace-with", metavar="KEY",
                    help=f"key added where a threshold needs one ({key_ref}); default: a new key")
+    p.add_argument("--keep-content", action="store_true",
+                   help="keep targets only this key signed (it was retired, not leaked); default: "
+                        "revert each to its last value a still-trusted key signed, or drop it")
+    p.add_argument("--dry-run", action="store_true", help="show what revoke would change; publish nothing")
     _save_option(p)
     p.set_defaults(func=cmd_key_revoke)
 

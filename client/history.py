@@ -12,6 +12,7 @@ present, with the version's expiry.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote
@@ -76,19 +77,30 @@ def _roles_in_order(state: TrustedState, target: str | None) -> list[str]:
     return out
 
 
-def history(state: TrustedState, target: str | None = None) -> list[HistoryEntry]:
-    """Each change of each target's signed digest (or only `target`'s), oldest version first."""
+@dataclass(frozen=True)
+class RoleVersion:
+    """One stored version of a targets-type role, with the trusted keys whose signatures on it verify."""
+
+    role: str
+    version: int
+    metadata: Metadata[Targets]
+    signers: tuple[str, ...]  # key ids with valid signatures by keys a trusted delegator listed
+    unverified: tuple[str, ...]  # key ids of every other signature
+    meets_threshold: bool
+
+
+def role_versions(state: TrustedState, target: str | None = None) -> Iterator[RoleVersion]:
+    """Every stored version of every targets-type role (only `target`'s bin among hash bins),
+    delegators before their delegates, each role's versions oldest first."""
     trusted: dict[str, _RoleKeys] = {Targets.type: _RoleKeys()}
     for root in _trusted_roots(state):
         role = root.roles[Targets.type]
         trusted[Targets.type].threshold = role.threshold
         for keyid in role.keyids:
             trusted[Targets.type].keys[keyid] = root.keys[keyid]
-    out: list[HistoryEntry] = []
     for role in _roles_in_order(state, target):
         meta = state.snapshot.signed.meta.get(f"{role}.json")
         rk = trusted.get(role, _RoleKeys())
-        last: dict[str, str | None] = {}
         for version in range(1, (meta.version if meta else 0) + 1):
             try:
                 md = Metadata[Targets].from_bytes(state.fetch(f"{version}.{quote(role, safe='')}.json"))
@@ -118,20 +130,32 @@ def history(state: TrustedState, target: str | None = None) -> list[HistoryEntry
                         for keyid in child.keyids:
                             if keyid in d.keys:
                                 ck.keys[keyid] = d.keys[keyid]
-            paths = [target] if target else sorted(set(md.signed.targets) | set(last))
-            for path in paths:
-                info = md.signed.targets.get(path)
-                now = _digest(info.hashes) if info else None
-                if path not in last and now is None:
-                    continue
-                if last.get(path, "absent") == now:
-                    continue
-                last[path] = now
-                custom = info.custom if info else None
-                signed_at = custom.get("signedAt") if isinstance(custom, dict) else None
-                out.append(HistoryEntry(
-                    role, version, path, now, info.length if info else None,
-                    str(signed_at) if signed_at else None, md.signed.expires,
-                    tuple(sorted(signers)), tuple(sorted(unverified)), meets,
-                ))
+            yield RoleVersion(role, version, md, tuple(sorted(signers)), tuple(sorted(unverified)), meets)
+
+
+def history(state: TrustedState, target: str | None = None) -> list[HistoryEntry]:
+    """Each change of each target's signed digest (or only `target`'s), oldest version first."""
+    out: list[HistoryEntry] = []
+    last: dict[str, str | None] = {}
+    current_role = None
+    for rv in role_versions(state, target):
+        if rv.role != current_role:
+            current_role, last = rv.role, {}
+        md = rv.metadata
+        paths = [target] if target else sorted(set(md.signed.targets) | set(last))
+        for path in paths:
+            info = md.signed.targets.get(path)
+            now = _digest(info.hashes) if info else None
+            if path not in last and now is None:
+                continue
+            if last.get(path, "absent") == now:
+                continue
+            last[path] = now
+            custom = info.custom if info else None
+            signed_at = custom.get("signedAt") if isinstance(custom, dict) else None
+            out.append(HistoryEntry(
+                rv.role, rv.version, path, now, info.length if info else None,
+                str(signed_at) if signed_at else None, md.signed.expires,
+                rv.signers, rv.unverified, rv.meets_threshold,
+            ))
     return out

@@ -200,7 +200,12 @@ def test_revoke_a_leaked_targets_key_lists_what_it_signed(stack, collection, tmp
     assert "new key " in out
     assert "  one  sha256:" in out and "(targets version 2)" in out
     assert "  two  sha256:" in out and "(targets version 3)" in out
+    # Only the leaked key ever signed them: revoke drops them until the owner vouches again.
+    assert "dropped targets one: sha256:" in out and "dropped targets two: sha256:" in out
+    refused(run(stack, consumer, "verify", collection, "two", str(two)), 3, "two")
 
+    ok(run(stack, owner, "add", collection, "two", str(two)))
+    ok(run(stack, owner, "publish", collection))
     ok(run(stack, consumer, "verify", collection, "two", str(two)))
     root = Metadata[Root].from_bytes(pinned_root(consumer, collection).read_bytes()).signed
     assert targets_key not in root.roles["targets"].keyids and targets_key not in root.keys
