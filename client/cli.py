@@ -706,7 +706,8 @@ def cmd_audit(ctx: Context) -> int:
 
 
 def cmd_history(ctx: Context) -> int:
-    from tufnotary.client.history import history
+    from tufnotary.client.history import audit_index, history, with_audit
+    from tufnotary.client.http import HttpConfig, ServerClient
 
     a = ctx.args
     consumer = _consumer_with_root(ctx)
@@ -714,12 +715,25 @@ def cmd_history(ctx: Context) -> int:
     entries = history(state, a.target)
     if not entries:
         _out(f"{a.target or 'no target'} was never signed in {a.collection}")
+        return 0
+    index, why = audit_index(ServerClient(HttpConfig(server=ctx.server_url, read_timeout=a.timeout)),
+                             a.collection)
+    if index is None:
+        _warn(f"who published each version, and when, is unavailable: {why}")
+    else:
+        entries = with_audit(entries, index)
     for e in entries:
         what = f"{e.digest} ({e.length} bytes)" if e.digest else "REMOVED"
         signers = ", ".join(k[:16] for k in e.signers) or "no trusted key"
         extra = f"; unverified signatures by {', '.join(k[:16] for k in e.unverified)}" if e.unverified else ""
-        when = e.signed_at or "signing time not recorded"
-        _out(f"{e.target}  {e.role} v{e.version}  {what}  signed at {when} by {signers}{extra}"
+        if e.recorded is not None:
+            who = e.recorded.subject if e.recorded.authenticated else "anonymous (no authenticated subject)"
+            when = f"recorded {e.recorded.time} by {who}"
+        else:
+            when = "recorded: subject unavailable" if index is None else "recorded: not in the audit log"
+        if e.signed_at:
+            when += f" (signedAt {e.signed_at})"
+        _out(f"{e.target}  {e.role} v{e.version}  {what}  {when}  signed by {signers}{extra}"
              + ("" if e.meets_threshold else "  [BELOW THRESHOLD]"))
     return 0
 

@@ -5,22 +5,37 @@ For each version this module reports what it signed for each target, and which k
 on it are valid. A key counts only if a *trusted* delegator listed it for that role: a root this
 client verified (the pinned root and the chain ngclient walked, `root_history/`) for `targets`,
 or a version of the delegating role that itself meets its threshold with such keys. Signatures
-by any other key are reported by key id as unverified, never as signers. TUF metadata carries no
-signing time: `signedAt` from the target's custom data (written by `tufnotary sign`) is shown when
-present, with the version's expiry.
+by any other key are reported by key id as unverified, never as signers.
+
+TUF metadata carries no time of publication and no publisher: the server's audit log does. Its
+changefeed records, per accepted publish, the time, the authenticated subject and the version of
+every role written; `audit_index` reads it and `with_audit` joins it to the versions, so each
+line says who published it and when. The changefeed needs a token with pull access (anonymous
+pull does not extend to the audit log): without one the history still comes from the metadata,
+and says why the subject is missing. `signedAt` from the target's custom data (written by
+`tufnotary sign`, the publisher's own clock) is kept as well.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from securesystemslib.signer import Key
 from tuf.api.metadata import Metadata, Root, Targets
 
+from tufnotary.client.errors import ServerError, ServerUnreachableError
 from tufnotary.client.trusted import RoleNotPublishedError, TrustedState
+
+if TYPE_CHECKING:
+    from tufnotary.client.http import ServerClient
+
+ANONYMOUS_SUBJECT = "anonymous"  # what the server records when a request carried no token
+CHANGEFEED_PAGE = 1000  # the server's largest page
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,21 @@ class HistoryEntry:
     signers: tuple[str, ...]  # key ids with valid signatures by trusted keys
     unverified: tuple[str, ...] = ()  # key ids of other signatures
     meets_threshold: bool = True
+    recorded: Recorded | None = None  # the audit record of the publish that wrote this version
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Who published a role version and when, as the server's audit log recorded it."""
+
+    seq: int
+    time: str
+    subject: str
+    client: str | None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.subject != ANONYMOUS_SUBJECT
 
 
 @dataclass
@@ -159,3 +189,53 @@ def history(state: TrustedState, target: str | None = None) -> list[HistoryEntry
                 rv.signers, rv.unverified, rv.meets_threshold,
             ))
     return out
+
+
+def index_records(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], Recorded]:
+    """(role, version) -> the record of the publish that wrote it, from changefeed records in
+    order. A deletion forgets what came before: a re-created collection reuses version numbers."""
+    index: dict[tuple[str, int], Recorded] = {}
+    for record in records:
+        if record.get("action") == "delete":
+            index.clear()
+            continue
+        details = record.get("details")
+        roles = details.get("roles") if isinstance(details, dict) else None
+        if not isinstance(roles, dict):
+            continue
+        recorded = Recorded(int(record.get("seq") or 0), str(record.get("time") or ""),
+                            str(record.get("subject") or ""), record.get("client"))
+        for role, version in roles.items():
+            if isinstance(version, int):
+                index[(str(role), version)] = recorded
+    return index
+
+
+def with_audit(entries: list[HistoryEntry], index: Mapping[tuple[str, int], Recorded]) -> list[HistoryEntry]:
+    return [replace(e, recorded=index.get((e.role, e.version))) for e in entries]
+
+
+def audit_index(server: ServerClient, collection: str) -> tuple[dict[tuple[str, int], Recorded] | None, str]:
+    """Every audit record of `collection`, indexed by (role, version); or None and why not.
+
+    History is useful without the audit log, so a refusal is a reason to show, not an error."""
+    records: list[Mapping[str, Any]] = []
+    since = 0
+    try:
+        while True:
+            page = server.changefeed(collection, since=since, limit=CHANGEFEED_PAGE)
+            records.extend(r for r in page["records"] if isinstance(r, dict))
+            if not page.get("more") or int(page.get("next") or 0) <= since:
+                break
+            since = int(page["next"])
+    except ServerUnreachableError as e:
+        return None, f"the server's audit log could not be read ({e.message})"
+    except ServerError as e:
+        if e.status in (401, 403):
+            return None, (f"the server's audit log needs a token with pull access to {collection} "
+                          f"(anonymous pull does not cover it; {e.message}): set TUFNOTARY_USERNAME "
+                          "and TUFNOTARY_PASSWORD, or log in to the server with 'docker login'")
+        if e.status == 404 and e.server_code != "COLLECTION_NOT_FOUND":
+            return None, "the server has no audit log (changefeed) to read"
+        return None, f"the server's audit log could not be read ({e.message})"
+    return index_records(records), ""

@@ -267,6 +267,8 @@ def test_scenario7_unsigned_push_to_existing_tag(world):
     assert "1.1                      signed" in out and "debug                    UNSIGNED" in out
     history = w.ok("consumer", "history", w.collection, "1.0")
     assert good.digest in history and evil.digest not in history
+    # This server runs without authentication: the audit log records no subject, and says so.
+    assert "recorded 20" in history and "by anonymous (no authenticated subject)" in history, history
     # Restore the tag to the signed manifest, by digest: verify and audit recover.
     w.ok("owner", "copy", f"{w.c.host}/net-monitor@{good.digest}", ref)
     assert w.ok("consumer", "verify", ref).strip().endswith(good.digest)
