@@ -195,6 +195,12 @@ def test_revoke_a_leaked_targets_key_lists_what_it_signed(stack, collection, tmp
         ok(run(stack, owner, "add", collection, name, str(path)))
         ok(run(stack, owner, "publish", collection))
 
+    keys_before = ok(run(stack, owner, "key", "list"))
+    plan = ok(run(stack, owner, "key", "revoke", collection, targets_key, "--dry-run"))
+    assert "dry run: nothing published" in plan and "would be dropped targets two: sha256:" in plan
+    assert ok(run(stack, owner, "key", "list")) == keys_before  # no replacement key made
+    ok(run(stack, consumer, "verify", collection, "two", str(two)))
+
     out = ok(run(stack, owner, "key", "revoke", collection, targets_key))
     assert f"revoked {targets_key} in {collection} (roles: targets)" in out
     assert "new key " in out
