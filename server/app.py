@@ -65,7 +65,9 @@ def create_app(
     if config.auth.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.auth.proxy_hops)  # type: ignore[method-assign]
     ops.init_app(app)  # health, readiness, /metrics, OpenAPI; request id and access log
-    logging.getLogger("tufnotary").setLevel(logging.INFO)
+    logger = logging.getLogger("tufnotary")
+    if logger.level == logging.NOTSET:  # configure_logging (the CLI) chose a level already otherwise
+        logger.setLevel(logging.INFO)
     return app
 
 
