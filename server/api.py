@@ -41,10 +41,7 @@ def _services():
 
 
 def error_response(error: ServerError) -> Response:
-    response = jsonify({"errors": [error.to_dict()]})
-    response.status_code = error.http_status
-    response.headers.update(error.headers)
-    return response
+    return Response(error.body(), status=error.http_status, mimetype="application/json", headers=error.headers)
 
 
 @bp.app_errorhandler(ServerError)

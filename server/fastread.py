@@ -16,7 +16,6 @@ Flask, which answers it as it always did (a request is rate-charged once either 
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -44,16 +43,18 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 class FastReads:
     def __init__(self, app: Flask, inner: WSGIApp) -> None:
-        self._app, self._inner = app, inner
+        self._app = app
+        self.inner = inner
+        """The Flask application it wraps: every request this does not answer goes there."""
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "GET":
-            return self._inner(environ, start_response)
+            return self.inner(environ, start_response)
         path = environ.get("PATH_INFO", "")
         match = _PATH.fullmatch(path)
         parsed = parse_filename(match["filename"]) if match else None
         if match is None or parsed is None or "/_trust/tuf/" in match["filename"]:
-            return self._inner(environ, start_response)
+            return self.inner(environ, start_response)
         started = time.perf_counter()
         request_id = accept_request_id(environ.get("HTTP_X_REQUEST_ID"))
         token = set_request_id(request_id)
@@ -72,22 +73,21 @@ class FastReads:
             check_collection(collection)
             check_role(role)
         except ServerError:
-            return self._inner(environ, start_response)  # Flask words the refusal
+            return self.inner(environ, start_response)  # Flask words the refusal
         try:
             charge(keeper, address, environ)
             authorize(keeper, PULL_METADATA, collection, environ.get("HTTP_AUTHORIZATION"), "GET", path, address,
                       get_current_url(environ, host_only=True))
         except ServerError as refusal:
-            body = json.dumps({"errors": [refusal.to_dict()]}).encode()
             headers = [("Content-Type", "application/json"), *refusal.headers.items()]
-            return self._respond(start_response, refusal.http_status, headers, body, refusal.code, environ,
-                                 path, request_id, started)
+            return self._respond(start_response, refusal.http_status, headers, refusal.body(), refusal.code,
+                                 environ, path, request_id, started)
         try:
             stored = services.reads.get(collection, role, version)
         except ServerError:
             stored = None
         if stored is None:  # not stored, or the database failed: Flask words it
-            return self._inner(environ, start_response)
+            return self.inner(environ, start_response)
         status, headers, body = answer(stored, version is not None, environ.get("HTTP_IF_NONE_MATCH"),
                                        services.config.shared_max_age)
         return self._respond(start_response, status, headers, body, "", environ, path, request_id, started)
@@ -95,7 +95,9 @@ class FastReads:
     @staticmethod
     def _respond(start_response: Callable[..., Any], status: int, headers: list[tuple[str, str]], body: bytes,
                  code: str, environ: dict[str, Any], path: str, request_id: str, started: float) -> list[bytes]:
-        headers = [*headers, ("Content-Length", str(len(body))), (REQUEST_ID_HEADER, request_id)]
+        if status != 304:
+            headers = [*headers, ("Content-Length", str(len(body)))]
+        headers = [*headers, (REQUEST_ID_HEADER, request_id)]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         ops.record(ROUTE, ENDPOINT, "GET", path, status, code, time.perf_counter() - started,
                    conditional=bool(environ.get("HTTP_IF_NONE_MATCH")), bytes_in=0)

@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
+from tufnotary.server import metrics
 from tufnotary.server.changes import Generations
 from tufnotary.server.storage import MetaStore, StoredFile
 
@@ -34,6 +35,7 @@ class ReadCache:
     def get(self, collection: str, role: str, version: int | None = None) -> StoredFile | None:
         """`store.get(collection, role, version)`, from memory when nothing changed since."""
         if self._max_bytes <= 0 or not self._enabled():
+            metrics.read_cache.labels("bypass").inc()
             return self._store.get(collection, role, version)
         generation = self._generations.get(collection)
         key = (collection, role, version)
@@ -42,8 +44,10 @@ class ReadCache:
             if entry is not None and entry[0] == generation:
                 self._entries.move_to_end(key)
                 self.hits += 1
+                metrics.read_cache.labels("hit").inc()
                 return entry[1]
         stored = self._store.get(collection, role, version)
+        metrics.read_cache.labels("miss").inc()
         with self._lock:
             self.misses += 1
             old = self._entries.pop(key, None)

@@ -34,7 +34,7 @@ def answer(stored: StoredFile, versioned: bool, if_none_match: str | None,
     """(status, headers, body) of a GET of `stored`: 200 with the bytes, or 304 if the client has them."""
     etag = f'"{stored.sha256}"'
     cache_control = IMMUTABLE if versioned else current_cache_control(shared_max_age)
-    headers = [("Content-Type", "application/json"), ("ETag", etag), ("Cache-Control", cache_control)]
+    headers = [("ETag", etag), ("Cache-Control", cache_control)]
     if if_none_match == etag:
-        return 304, headers, b""
-    return 200, headers, stored.data
+        return 304, headers, b""  # no body, so no Content-Type or Content-Length either
+    return 200, [("Content-Type", "application/json"), *headers], stored.data
