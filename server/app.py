@@ -16,7 +16,10 @@ from tufnotary.server import ops
 from tufnotary.server.api import bp
 from tufnotary.server.auth import build_gatekeeper, token_bp
 from tufnotary.server.config import ServerConfig, config_from_env
+from tufnotary.server.changes import Generations, PostgresChanges
+from tufnotary.server.fastread import FastReads
 from tufnotary.server.publish import OnlineSigner
+from tufnotary.server.readcache import ReadCache
 from tufnotary.server.remote_signer import RemoteSigner
 from tufnotary.server.storage import MetaStore, open_store
 
@@ -26,14 +29,20 @@ class Services:
     config: ServerConfig
     store: MetaStore
     signer: OnlineSigner
+    reads: ReadCache
+    """Metadata GETs go through it: from memory while current, else from `store`."""
 
 
 def create_app(
     config: ServerConfig | None = None,
     store: MetaStore | None = None,
     signer: OnlineSigner | None = None,
+    generations: Generations | None = None,
 ) -> Flask:
-    """Build the app from `config` (default: the environment); `store`/`signer` override for tests."""
+    """Build the app from `config` (default: the environment); `store`/`signer` override for tests.
+
+    `generations` must be shared by every worker of one server (created before gunicorn forks);
+    without it this app's cache hears only its own process's commits and other hosts'."""
     config = config or config_from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
@@ -48,12 +57,27 @@ def create_app(
             config.signer_client_key,
             timeout=config.signer_timeout,
         )
-    app.extensions["tufnotary"] = Services(config, store, signer)
+    app.extensions["tufnotary"] = Services(config, store, signer, _read_cache(config, store, generations))
     app.register_blueprint(bp)
     app.extensions["tufnotary_auth"] = gatekeeper
     app.register_blueprint(token_bp)
+    app.wsgi_app = FastReads(app, app.wsgi_app)  # type: ignore[method-assign]
     if config.auth.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.auth.proxy_hops)  # type: ignore[method-assign]
     ops.init_app(app)  # health, readiness, /metrics, OpenAPI; request id and access log
-    logging.getLogger("tufnotary").setLevel(logging.INFO)
+    logger = logging.getLogger("tufnotary")
+    if logger.level == logging.NOTSET:  # configure_logging (the CLI) chose a level already otherwise
+        logger.setLevel(logging.INFO)
     return app
+
+
+def _read_cache(config: ServerConfig, store: MetaStore, generations: Generations | None) -> ReadCache:
+    """The cache is on only where every change is heard: a backend that announces commits, with a
+    listener connected (until then, and whenever it is not, reads go to the store)."""
+    generations = generations or Generations()
+    url = store.listen_url()
+    if url is None or config.read_cache_bytes <= 0:
+        return ReadCache(store, generations, enabled=lambda: False, max_bytes=0)
+    listener = PostgresChanges(url, generations)
+    listener.start()
+    return ReadCache(store, generations, enabled=lambda: listener.healthy, max_bytes=config.read_cache_bytes)

@@ -139,12 +139,10 @@ def audit_entry(action: str, collection: str, details: dict[str, Any]) -> AuditE
     return AuditEntry(action, collection, who.subject, client_address(), details)
 
 
-def _realm(config: AuthConfig) -> str:
-    return config.realm or request.host_url.rstrip("/") + TOKEN_PATH
-
-
-def _challenge(error: ServerError, config: AuthConfig, scope: str | None, problem: str | None) -> ServerError:
-    parts = [f'realm="{_realm(config)}"', f'service="{config.service}"']
+def _challenge(error: ServerError, config: AuthConfig, host_url: str, scope: str | None,
+               problem: str | None) -> ServerError:
+    realm = config.realm or host_url.rstrip("/") + TOKEN_PATH
+    parts = [f'realm="{realm}"', f'service="{config.service}"']
     if scope:
         parts.append(f'scope="{scope}"')
     if problem:
@@ -153,8 +151,7 @@ def _challenge(error: ServerError, config: AuthConfig, scope: str | None, proble
     return error
 
 
-def _bearer(keeper: Gatekeeper) -> Principal | None:
-    header = request.headers.get("Authorization")
+def _bearer(keeper: Gatekeeper, header: str | None) -> Principal | None:
     if header is None:
         return None
     scheme, _, token = header.partition(" ")
@@ -163,51 +160,78 @@ def _bearer(keeper: Gatekeeper) -> Principal | None:
     return keeper.verifier.verify(token.strip())
 
 
-def guard() -> None:
-    """Before every request of the API's blueprints: rate limit, name, token, grant."""
-    keeper = _gatekeeper()
-    config = keeper.config
-    if keeper.limiter is not None:
-        wait = keeper.limiter.take(client_address() or "unknown")
-        if wait > 0:
-            error = TooManyRequestsError("too many requests from this client: slow down and retry",
-                                         {"retry_after": retry_after(wait)})
-            error.headers["Retry-After"] = retry_after(wait)
-            raise error
-    view = current_app.view_functions.get(request.endpoint or "")
-    need: Need | None = getattr(view, _NEED_ATTRIBUTE, None)
-    if need is None:
-        raise DeniedError("this route declares no access rule, so nobody may use it")
-    collection = None
-    if need.kind == "repository":
-        collection = check_collection((request.view_args or {}).get("collection", ""))
-    if need.kind == "token" or not config.enabled:
+RATE_CHARGED = "tufnotary.rate_charged"
+"""WSGI environ key: the wait `charge` already computed for this request (the fast read path
+charges before it falls through to Flask, and a request is charged once)."""
+
+
+def charge(keeper: Gatekeeper, address: str | None, environ: dict[str, Any]) -> None:
+    """Spend one request of the client's rate limit; TooManyRequestsError when it has none left."""
+    if keeper.limiter is None:
         return
+    wait = environ.get(RATE_CHARGED)
+    if wait is None:
+        wait = environ[RATE_CHARGED] = keeper.limiter.take(address or "unknown")
+    if wait > 0:
+        error = TooManyRequestsError("too many requests from this client: slow down and retry",
+                                     {"retry_after": retry_after(wait)})
+        error.headers["Retry-After"] = retry_after(wait)
+        raise error
+
+
+def authorize(keeper: Gatekeeper, need: Need, collection: str | None, authorization: str | None,
+              method: str, path: str, address: str | None, host_url: str) -> Principal | None:
+    """Who the caller is if `need` allows them on `collection` (None: anonymous, allowed); raise
+    UnauthorizedError or DeniedError, with the challenge naming the token realm (by default on
+    `host_url`), otherwise. Reads nothing but its arguments."""
+    config = keeper.config
+    if need.kind == "token" or not config.enabled:
+        return None
     scope = None
     if need.kind == "repository":
         scope = f"{REPOSITORY}:{collection}:{need.scope_actions}"
     elif need.kind == "catalog":
         scope = f"{REGISTRY}:{CATALOG}:*"
     try:
-        who = _bearer(keeper)
+        who = _bearer(keeper, authorization)
     except UnauthorizedError as e:
-        log.info("refused %s %s from %s: %s", request.method, request.path, client_address(), e.message)
-        raise _challenge(e, config, scope, "invalid_token") from None
+        log.info("refused %s %s from %s: %s", method, path, address, e.message)
+        raise _challenge(e, config, host_url, scope, "invalid_token") from None
     if who is None:
         if need.anonymous and config.anonymous_pull and need.action == "pull":
-            return
+            return None
         raise _challenge(UnauthorizedError("authentication required: get a token from the realm of the "
-                                           "WWW-Authenticate challenge"), config, scope, None)
-    g.tufnotary_principal = who
+                                           "WWW-Authenticate challenge"), config, host_url, scope, None)
     if need.kind == "ping":
-        return
+        return who
     allowed = who.allows(REGISTRY, CATALOG, "*") if need.kind == "catalog" else \
         who.allows(REPOSITORY, collection or "", need.action)
     if not allowed:
-        log.info("denied %s %s to %s from %s", request.method, request.path, who.subject, client_address())
+        log.info("denied %s %s to %s from %s", method, path, who.subject, address)
         raise _challenge(DeniedError(f"{who.subject} may not {need.action} "
                                      + (f"collection {collection}" if collection else "the catalog"),
-                                     {"scope": scope}), config, scope, "insufficient_scope")
+                                     {"scope": scope}), config, host_url, scope, "insufficient_scope")
+    return who
+
+
+def need_of(view: Callable[..., Any] | None) -> Need | None:
+    return getattr(view, _NEED_ATTRIBUTE, None)
+
+
+def guard() -> None:
+    """Before every request of the API's blueprints: rate limit, name, token, grant."""
+    keeper = _gatekeeper()
+    charge(keeper, client_address(), request.environ)
+    need = need_of(current_app.view_functions.get(request.endpoint or ""))
+    if need is None:
+        raise DeniedError("this route declares no access rule, so nobody may use it")
+    collection = None
+    if need.kind == "repository":
+        collection = check_collection((request.view_args or {}).get("collection", ""))
+    who = authorize(keeper, need, collection, request.headers.get("Authorization"), request.method,
+                    request.path, client_address(), request.host_url)
+    if who is not None:
+        g.tufnotary_principal = who
 
 
 token_bp = Blueprint("auth", __name__)

@@ -35,6 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from tufnotary.server import metrics
     from tufnotary.server.app import create_app
+    from tufnotary.server.changes import Generations
     from tufnotary.server.logs import configure_logging
     from tufnotary.server.renewer import Renewer
 
@@ -42,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(config.log_format, config.log_level)
     if args.migrate:
         _migrate_store(config.database_url)
+    generations = Generations()  # before the fork: every worker shares it (see changes.py)
 
     class App(BaseApplication):
         def load_config(self) -> None:
@@ -58,7 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         def load(self):  # runs in each worker after the fork
             configure_logging(config.log_format, config.log_level)
-            app = create_app(config)
+            app = create_app(config, generations=generations)
             if config.renew_interval > 0:
                 services = app.extensions["tufnotary"]
                 Renewer(services.store, services.signer, config).start()

@@ -40,6 +40,10 @@ class ServerConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     log_format: str = "json"  # "json" (one object per line) or "text"
     log_level: str = "info"
+    # Reads (docs/performance.md): memory per worker for current metadata (PostgreSQL only; 0: off),
+    # and how long shared caches (a CDN) may serve current files such as timestamp.json (0: revalidate).
+    read_cache_bytes: int = 64 * 1024 * 1024
+    shared_max_age: int = 0
 
 
 def _days(value: str) -> timedelta:
@@ -62,6 +66,8 @@ _FIELDS = {
     "MAX_SNAPSHOT_BYTES": ("max_snapshot_bytes", int),
     "LOG_FORMAT": ("log_format", str),
     "LOG_LEVEL": ("log_level", str),
+    "READ_CACHE_BYTES": ("read_cache_bytes", int),
+    "SHARED_MAX_AGE": ("shared_max_age", int),
 }
 _MAX_EXPIRY_ROLES = ("root", "targets", "snapshot")
 
@@ -113,6 +119,9 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     config = config_from_env(merged)
     if config.log_format not in ("json", "text"):
         raise ValueError(f"{ENV_PREFIX}LOG_FORMAT: choose json or text, not {config.log_format!r}")
+    for name, value in (("READ_CACHE_BYTES", config.read_cache_bytes), ("SHARED_MAX_AGE", config.shared_max_age)):
+        if value < 0:
+            raise ValueError(f"{ENV_PREFIX}{name} must be 0 (off) or more, not {value}")
     return config
 
 

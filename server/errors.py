@@ -1,11 +1,12 @@
 """The server's error tree: every refusal has a stable code, a message and an HTTP status.
 
-Domain errors know nothing of Flask; `api.py` turns any `ServerError` into the JSON body
-`{"errors": [{"code", "message", "detail"}]}` with `http_status`.
+Domain errors know nothing of Flask; `api.py` (and `fastread.py`) answer any `ServerError` with
+its `body()`, `{"errors": [{"code", "message", "detail"}]}`, its `http_status` and `headers`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -24,6 +25,10 @@ class ServerError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "detail": self.detail}
+
+    def body(self) -> bytes:
+        """The JSON answer: `{"errors": [{"code", "message", "detail"}]}`."""
+        return json.dumps({"errors": [self.to_dict()]}, separators=(",", ":"), default=str).encode() + b"\n"
 
 
 class ValidationError(ServerError):

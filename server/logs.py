@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,7 +29,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 
 def new_request_id(prefix: str = "") -> str:
-    return prefix + uuid.uuid4().hex
+    return prefix + os.urandom(16).hex()  # as unique as a uuid4, without building one per request
 
 
 def accept_request_id(value: str | None) -> str:

@@ -41,6 +41,12 @@ conditional_reads = Counter(
     "Reads carrying If-None-Match: result=hit answered 304 from the client's cache, miss sent the file",
     ["result"],
 )
+read_cache = Counter(
+    "tufnotary_read_cache_total",
+    "Metadata reads by where they came from: hit (worker memory), miss (store, then kept), bypass (store: "
+    "the cache is off or not hearing every change)",
+    ["result"],
+)
 renewals = Counter("tufnotary_timestamp_renewals_total", "Collections whose timestamp (and snapshot) were renewed")
 renewal_failures = Counter(
     "tufnotary_timestamp_renewal_failures_total", "Renewals that failed and will be retried, by error code",

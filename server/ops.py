@@ -98,30 +98,35 @@ def _after(response: Response) -> Response:
     started = g.get("tufnotary_started")
     elapsed = time.perf_counter() - started if started is not None else 0.0
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    status = response.status_code
-    metrics.http_requests.labels(route, request.method, str(status)).inc()
-    metrics.http_latency.labels(route, request.method).observe(elapsed)
-    code = _error_code(response)
+    request_id = g.get("tufnotary_request_id")
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    record(route, request.endpoint, request.method, request.path, response.status_code, _error_code(response),
+           elapsed, conditional=bool(request.headers.get("If-None-Match")),
+           bytes_in=request.content_length or 0)
+    return response
+
+
+def record(route: str, endpoint: str | None, method: str, path: str, status: int, code: str, elapsed: float,
+           *, conditional: bool, bytes_in: int) -> None:
+    """Count a finished request in the metrics and write its access log line."""
+    metrics.http_requests.labels(route, method, str(status)).inc()
+    metrics.http_latency.labels(route, method).observe(elapsed)
     if code:
         metrics.http_errors.labels(code, str(status)).inc()
-    if request.endpoint == PUBLISH_ENDPOINT:
+    if endpoint == PUBLISH_ENDPOINT:
         if status == 200:
             metrics.publishes.inc()
         elif code:
             metrics.publish_refusals.labels(code).inc()
-    if request.headers.get("If-None-Match") and request.method == "GET" and status in (200, 304):
+    if conditional and method == "GET" and status in (200, 304):
         metrics.conditional_reads.labels("hit" if status == 304 else "miss").inc()
-    request_id = g.get("tufnotary_request_id")
-    if request_id:
-        response.headers[REQUEST_ID_HEADER] = request_id
     # The path, not the query string or any header: nothing a client sends as a secret is logged.
     log.info(
-        "%s %s %d", request.method, request.path, status,
-        extra={"method": request.method, "path": request.path, "route": route, "status": status,
-               "duration_ms": round(elapsed * 1000, 1), "error_code": code or None,
-               "bytes_in": request.content_length or 0},
+        "%s %s %d", method, path, status,
+        extra={"method": method, "path": path, "route": route, "status": status,
+               "duration_ms": round(elapsed * 1000, 1), "error_code": code or None, "bytes_in": bytes_in},
     )
-    return response
 
 
 def _teardown(exc: BaseException | None) -> None:

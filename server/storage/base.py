@@ -6,7 +6,7 @@ Backends implement `MetaStore`; `tests/server/test_storage.py` runs the same con
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,6 +48,8 @@ class MetaStore(ABC):
     Database failures other than version conflicts raise `StorageError`; bad arguments raise
     `ValueError`; using a store after `close()` raises `RuntimeError`.
     """
+
+    _change_callbacks: tuple[Callable[[str], None], ...] = ()
 
     @abstractmethod
     def migrate(self) -> list[str]:
@@ -107,6 +109,20 @@ class MetaStore(ABC):
     @abstractmethod
     def collections(self) -> list[str]:
         """Names of all stored collections, sorted."""
+
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(collection)` after each commit or deletion through this store object
+        has committed, in the thread that made it (before the caller learns it succeeded)."""
+        self._change_callbacks = (*self._change_callbacks, callback)
+
+    def _changed(self, collection: str) -> None:
+        for callback in self._change_callbacks:
+            callback(collection)
+
+    def listen_url(self) -> str | None:
+        """The database URL to listen on for commits made by other processes and hosts
+        (PostgreSQL notifications on `changes.CHANNEL`), or None if this backend sends none."""
+        return None
 
     @abstractmethod
     def close(self) -> None:

@@ -19,6 +19,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.pool
 
+from tufnotary.server.changes import CHANNEL
 from tufnotary.server.errors import StorageError
 from tufnotary.server.storage.sql import Cursor, SqlMetaStore
 
@@ -149,6 +150,13 @@ class PostgresMetaStore(SqlMetaStore):
         if self._password:
             detail = detail.replace(self._password, "***")
         return StorageError(f"PostgreSQL {self.where}: {detail}")
+
+    def _announce(self, cur: Cursor, collection: str) -> None:
+        # Delivered to every listener when (and only if) the transaction commits.
+        cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, collection))
+
+    def listen_url(self) -> str | None:
+        return self._url
 
     def _lock_for_migrations(self, cur: Cursor) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))

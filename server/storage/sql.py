@@ -63,6 +63,9 @@ class SqlMetaStore(MetaStore):
     @abstractmethod
     def _decode_time(self, value: Any) -> datetime: ...
 
+    def _announce(self, cur: Cursor, collection: str) -> None:
+        """Tell other processes, inside the write transaction, that `collection` changes with it."""
+
     def _lock_for_migrations(self, cur: Cursor) -> None:
         """Serialise concurrent `migrate()` calls beyond what a write transaction does."""
 
@@ -183,8 +186,10 @@ class SqlMetaStore(MetaStore):
                     raise _duplicate(collection, role, version) from exc
             if audit is not None:
                 self._append_audit(cur, audit)
+            self._announce(cur, collection)
 
         self._run(work, write=True)
+        self._changed(collection)
 
     def delete_collection(self, collection: str, audit: AuditEntry | None = None) -> bool:
         _check_name("collection", collection)
@@ -199,9 +204,13 @@ class SqlMetaStore(MetaStore):
             cur.execute(self._q("DELETE FROM collections WHERE id = ?"), (row[0],))
             if audit is not None:
                 self._append_audit(cur, audit)
+            self._announce(cur, collection)
             return True
 
-        return self._run(work, write=True)
+        deleted = self._run(work, write=True)
+        if deleted:
+            self._changed(collection)
+        return deleted
 
     # --- audit chain --------------------------------------------------------------------
 

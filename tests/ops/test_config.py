@@ -43,6 +43,8 @@ def test_server_file_then_environment(tmp_path):
     ("databse_url = 'x'\n", "unknown setting 'databse_url'"),
     ("signer_timeout = 'soon'\n", "TUFNOTARY_SERVER_SIGNER_TIMEOUT"),
     ("log_format = 'xml'\n", "choose json or text"),
+    ("read_cache_bytes = -1\n", "READ_CACHE_BYTES must be 0"),
+    ("shared_max_age = -5\n", "SHARED_MAX_AGE must be 0"),
     ("= broken", "not valid TOML"),
 ])
 def test_server_file_errors_say_what_is_wrong(tmp_path, text, message):
