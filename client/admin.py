@@ -354,6 +354,7 @@ class Admin:
         save: Path | None = None,
         keep_content: bool = False,
         dry_run: bool = False,
+        since: int | None = None,
     ) -> RevokeResult:
         """Remove `keyid` from every role that lists it, undo what only it vouched for, re-sign,
         publish; list what it signed.
@@ -362,7 +363,8 @@ class Admin:
         value in the latest version a still-trusted key signed, or dropped (`revocation.py`):
         a leaked key's work must not stay trusted just because the owner re-signs the role.
         `keep_content` (the key was retired, not stolen) reports that plan without applying it;
-        `dry_run` builds everything and publishes nothing.
+        `dry_run` builds everything and publishes nothing. `since`: the role version from which
+        the key is considered compromised; versions before it stay trusted (its honest work).
         """
         state = self.pub.state(collection)
         listing = self._roles_listing(state, keyid)
@@ -375,8 +377,10 @@ class Admin:
                     f"`tufnotary key rotate {collection} {role} --server-managed`"
                 )
         versions = self._versions_of(state, listing)
+        if since is not None:
+            _check_since(since, versions, keyid)
         history = signed_by(versions, keyid)
-        plan = plan_reverts(versions, frozenset({keyid}))
+        plan = plan_reverts(versions, frozenset({keyid}), since or 1)
         draft = Draft(collection, f"the revocation of key {keyid[:16]} in {collection}")
         added: str | None = None
         for role in listing:
@@ -491,6 +495,26 @@ class Admin:
             elif info.version is not None:
                 out.append(entry(info.role, state.role(info.role), state.role(info.parent).signed))
         return out
+
+
+def _check_since(since: int, versions: list[RoleVersion], keyid: str) -> None:
+    """Refuse a `--since` that names no version the key could have signed: before anything changes."""
+    current: dict[str, int] = {}
+    for rv in versions:
+        current[rv.role] = max(rv.version, current.get(rv.role, 0))
+    if not current:
+        raise UsageError(
+            f"--since counts versions of targets-type roles, and key {keyid} signs none: "
+            "revoke it without --since"
+        )
+    latest = max(current.values())
+    if since < 1 or since > latest:
+        at = ", ".join(f"{role} {version}" for role, version in sorted(current.items()))
+        raise UsageError(
+            f"--since {since} is not a version of the roles key {keyid} signs (current versions: "
+            f"{at}): give the role version from which the key was compromised, between 1 and "
+            f"{latest} (see 'tufnotary history'); nothing was changed"
+        )
 
 
 def signed_by(versions: list[RoleVersion], keyid: str) -> list[SignedTarget]:
