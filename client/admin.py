@@ -23,7 +23,6 @@ from tufnotary.client.publisher import Publisher, SubmitResult, role_keys
 from tufnotary.client.revocation import RevertPlan, plan_reverts
 from tufnotary.client.trusted import (
     RoleNotDelegatedError,
-    RoleNotPublishedError,
     TrustedState,
     succinct,
 )
@@ -220,20 +219,11 @@ class Admin:
     def delegation_list(self, collection: str) -> list[DelegationInfo]:
         state = self.pub.state(collection)
         out: list[DelegationInfo] = []
-        queue = [Targets.type]
-        seen: set[str] = set()
-        while queue:
-            name = queue.pop(0)
-            if name in seen:
-                continue
-            seen.add(name)
-            try:
-                md = state.role(name)
-            except RoleNotPublishedError:
-                continue
-            d = md.signed.delegations
+        for visit in state.walk(bins=False):
+            d = visit.metadata.signed.delegations if visit.metadata is not None else None
             if d is None:
                 continue
+            name = visit.role
             if d.succinct_roles is not None:
                 sr = d.succinct_roles
                 out.append(DelegationInfo(sr.name_prefix, name, list(sr.keyids), sr.threshold,
@@ -245,7 +235,6 @@ class Admin:
                     list(delegated.paths or delegated.path_hash_prefixes or []),
                     delegated.terminating, meta.version if meta else None,
                 ))
-                queue.append(child)
         return out
 
     # --- keys -------------------------------------------------------------------------------

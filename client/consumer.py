@@ -261,15 +261,9 @@ class Consumer:
         state = self.state(collection, lenient)
         listing = TargetListing({}, {})
         with tuf_errors(collection, self.server):
-            queue, seen = [Targets.type], set()
-            while queue:
-                role = queue.pop(0)
-                if role in seen:
-                    continue
-                seen.add(role)
-                try:
-                    md = state.role(role)
-                except RoleNotPublishedError:
+            for visit in state.walk():
+                role, md = visit.role, visit.metadata
+                if md is None:
                     listing.unpublished.append(role)
                     continue
                 if self.policy:
@@ -280,15 +274,10 @@ class Consumer:
                 d = md.signed.delegations
                 if d is None:
                     continue
-                if d.roles is not None:
-                    for name, delegated in d.roles.items():
-                        listing.delegations[name] = list(
-                            delegated.paths or delegated.path_hash_prefixes or []
-                        )
-                        queue.append(name)
+                for name, delegated in (d.roles or {}).items():
+                    listing.delegations[name] = list(delegated.paths or delegated.path_hash_prefixes or [])
                 if d.succinct_roles is not None:
                     listing.bins = d.succinct_roles.number_of_bins
-                    queue.extend(d.succinct_roles.get_roles())
         listing.expired = list(state.expired)
         return listing
 
