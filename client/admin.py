@@ -23,7 +23,6 @@ from tufnotary.client.publisher import Publisher, SubmitResult, role_keys
 from tufnotary.client.revocation import RevertPlan, plan_reverts
 from tufnotary.client.trusted import (
     RoleNotDelegatedError,
-    RoleNotPublishedError,
     TrustedState,
     succinct,
 )
@@ -220,20 +219,11 @@ class Admin:
     def delegation_list(self, collection: str) -> list[DelegationInfo]:
         state = self.pub.state(collection)
         out: list[DelegationInfo] = []
-        queue = [Targets.type]
-        seen: set[str] = set()
-        while queue:
-            name = queue.pop(0)
-            if name in seen:
-                continue
-            seen.add(name)
-            try:
-                md = state.role(name)
-            except RoleNotPublishedError:
-                continue
-            d = md.signed.delegations
+        for visit in state.walk(bins=False):
+            d = visit.metadata.signed.delegations if visit.metadata is not None else None
             if d is None:
                 continue
+            name = visit.role
             if d.succinct_roles is not None:
                 sr = d.succinct_roles
                 out.append(DelegationInfo(sr.name_prefix, name, list(sr.keyids), sr.threshold,
@@ -245,7 +235,6 @@ class Admin:
                     list(delegated.paths or delegated.path_hash_prefixes or []),
                     delegated.terminating, meta.version if meta else None,
                 ))
-                queue.append(child)
         return out
 
     # --- keys -------------------------------------------------------------------------------
@@ -354,6 +343,7 @@ class Admin:
         save: Path | None = None,
         keep_content: bool = False,
         dry_run: bool = False,
+        since: int | None = None,
     ) -> RevokeResult:
         """Remove `keyid` from every role that lists it, undo what only it vouched for, re-sign,
         publish; list what it signed.
@@ -362,7 +352,8 @@ class Admin:
         value in the latest version a still-trusted key signed, or dropped (`revocation.py`):
         a leaked key's work must not stay trusted just because the owner re-signs the role.
         `keep_content` (the key was retired, not stolen) reports that plan without applying it;
-        `dry_run` builds everything and publishes nothing.
+        `dry_run` builds everything and publishes nothing. `since`: the role version from which
+        the key is considered compromised; versions before it stay trusted (its honest work).
         """
         state = self.pub.state(collection)
         listing = self._roles_listing(state, keyid)
@@ -375,8 +366,10 @@ class Admin:
                     f"`tufnotary key rotate {collection} {role} --server-managed`"
                 )
         versions = self._versions_of(state, listing)
+        if since is not None:
+            _check_since(since, versions, keyid)
         history = signed_by(versions, keyid)
-        plan = plan_reverts(versions, frozenset({keyid}))
+        plan = plan_reverts(versions, frozenset({keyid}), since or 1)
         draft = Draft(collection, f"the revocation of key {keyid[:16]} in {collection}")
         added: str | None = None
         for role in listing:
@@ -491,6 +484,26 @@ class Admin:
             elif info.version is not None:
                 out.append(entry(info.role, state.role(info.role), state.role(info.parent).signed))
         return out
+
+
+def _check_since(since: int, versions: list[RoleVersion], keyid: str) -> None:
+    """Refuse a `--since` that names no version the key could have signed: before anything changes."""
+    current: dict[str, int] = {}
+    for rv in versions:
+        current[rv.role] = max(rv.version, current.get(rv.role, 0))
+    if not current:
+        raise UsageError(
+            f"--since counts versions of targets-type roles, and key {keyid} signs none: "
+            "revoke it without --since"
+        )
+    latest = max(current.values())
+    if since < 1 or since > latest:
+        at = ", ".join(f"{role} {version}" for role, version in sorted(current.items()))
+        raise UsageError(
+            f"--since {since} is not a version of the roles key {keyid} signs (current versions: "
+            f"{at}): give the role version from which the key was compromised, between 1 and "
+            f"{latest} (see 'tufnotary history'); nothing was changed"
+        )
 
 
 def signed_by(versions: list[RoleVersion], keyid: str) -> list[SignedTarget]:

@@ -3,7 +3,8 @@
 A request answered 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` is retried
 once with a token from the realm, fetched with HTTP basic credentials from the environment
 (`TUFNOTARY_USERNAME` and `TUFNOTARY_PASSWORD` or `TUFNOTARY_PASSWORD_FILE`) or from the Docker
-config file's `auths` entry for the server (never from the command line). Tokens are cached per
+config file and its credential helpers for the server's host, as `dockerconfig.py` reads them for
+registries too (never from the command line). Tokens are cached per
 scope until shortly before they expire. `AuthFetcher` makes python-tuf's ngclient use them too.
 Nothing here prints or logs a password or a token.
 """
@@ -17,7 +18,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -26,33 +26,23 @@ import urllib3
 from tuf.api import exceptions as tuf_exc
 from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
-from tufnotary.client.errors import ServerError, ServerUnreachableError
+from tufnotary.client.dockerconfig import Credentials, DockerConfig, default_config_path, host_of
+from tufnotary.client.errors import ServerError, ServerUnreachableError, UsageError
 
 USERNAME_ENV = "TUFNOTARY_USERNAME"
 PASSWORD_ENV = "TUFNOTARY_PASSWORD"
 PASSWORD_FILE_ENV = "TUFNOTARY_PASSWORD_FILE"
+ENV_HINT = f"{USERNAME_ENV} and {PASSWORD_ENV} (or {PASSWORD_FILE_ENV})"
 EXPIRY_MARGIN = 10.0  # seconds: a token this close to expiry is fetched anew
 DEFAULT_EXPIRES_IN = 60  # the registry token spec's default when the server names none
 _PARAM = re.compile(r'\s*([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 _COLLECTION_URL = re.compile(r"/v2/(?P<collection>.+?)/_trust/")
 
 
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str = field(repr=False)
-
-
-def _host_of(url: str) -> str:
-    url = url.strip()
-    if "://" not in url:
-        url = "//" + url
-    return urlsplit(url).netloc.lower()
-
-
 def credentials_for(server: str, environ: Mapping[str, str] | None = None) -> Credentials | None:
     """Basic credentials for `server`: the environment first, else the Docker config file
-    (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths[host].auth`)."""
+    (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`) in Docker's order, credential
+    helpers included (`dockerconfig.py`), under the server's host[:port]."""
     environ = os.environ if environ is None else environ
     user = environ.get(USERNAME_ENV)
     if user:
@@ -61,25 +51,15 @@ def credentials_for(server: str, environ: Mapping[str, str] | None = None) -> Cr
         else:
             password = environ.get(PASSWORD_ENV, "")
         return Credentials(user, password)
-    folder = Path(environ["DOCKER_CONFIG"]) if environ.get("DOCKER_CONFIG") else Path.home() / ".docker"
-    try:
-        auths = json.loads((folder / "config.json").read_text()).get("auths", {})
-    except (OSError, ValueError, AttributeError):
-        return None
-    host = _host_of(server)
-    for key, entry in (auths or {}).items():
-        if _host_of(key) != host or not isinstance(entry, dict):
-            continue
-        try:
-            if entry.get("auth"):
-                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            else:
-                user, password = entry["username"], entry["password"]
-        except (ValueError, KeyError, UnicodeDecodeError):
-            continue
-        if user:
-            return Credentials(user, password)
-    return None
+    config = DockerConfig.load(default_config_path(environ))
+    found = config.credentials(server, environ, ENV_HINT)
+    if found is not None and found.identity_token is not None:
+        # The server's realm takes basic credentials (GET), not an OAuth2 refresh token.
+        raise UsageError(
+            f"{config.path} holds an identity token for {host_of(server)}, which the tufnotary "
+            f"server's token endpoint does not accept: set {ENV_HINT}, or log in with a password "
+            f"('docker login {host_of(server)}')")
+    return found if found is not None and found.username else None
 
 
 def parse_challenge(header: str | None) -> dict[str, str] | None:
@@ -168,8 +148,7 @@ class TokenAuth:
             raise ServerUnreachableError(f"cannot reach the token server {parts.netloc}: "
                                          f"{getattr(e, 'reason', None) or e}") from e
         if response.status == 401:
-            hint = ("" if credentials else f": set {USERNAME_ENV} and {PASSWORD_ENV} (or {PASSWORD_FILE_ENV}), "
-                    "or log in with docker login")
+            hint = "" if credentials else f": set {ENV_HINT}, or log in with docker login"
             raise ServerError(f"the token server {parts.netloc} refused the credentials{hint}",
                               "UNAUTHORIZED", 401)
         if response.status >= 400:

@@ -37,7 +37,7 @@ from tuf.ngclient.fetcher import FetcherInterface
 from tufnotary.client.consumer import Consumer
 from tufnotary.client.errors import UsageError
 from tufnotary.client.policy import AlgorithmPolicy
-from tufnotary.client.trusted import RoleNotPublishedError, TrustedState
+from tufnotary.client.trusted import TrustedState
 from tufnotary.client.trustdir import TrustDir
 
 BUNDLE_TYPE = "application/vnd.tufnotary.bundle.v1+json"
@@ -100,24 +100,13 @@ def export_bundle(state: TrustedState, server: str, fetch_root: Callable[[int], 
     files["timestamp.json"] = (state.metadata_dir / "timestamp.json").read_bytes()
     snapshot_version = state.timestamp.signed.snapshot_meta.version
     files[f"{snapshot_version}.snapshot.json"] = (state.metadata_dir / "snapshot.json").read_bytes()
-    queue, seen = ["targets"], set()
-    while queue:
-        role = queue.pop(0)
-        if role in seen:
+    for visit in state.walk():
+        if visit.metadata is None:
             continue
-        seen.add(role)
-        try:
-            md = state.role(role)
-        except RoleNotPublishedError:
-            continue
+        role = visit.role
         version = state.snapshot.signed.meta[f"{role}.json"].version
         files[f"{version}.{quote(role, safe='')}.json"] = (
             state.metadata_dir / f"{quote(role, safe='')}.json").read_bytes()
-        d = md.signed.delegations
-        if d is not None:
-            queue.extend(d.roles or [])
-            if d.succinct_roles is not None:
-                queue.extend(d.succinct_roles.get_roles())
     when = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Bundle(state.collection, server, when, files)
 

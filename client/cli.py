@@ -215,7 +215,7 @@ def cmd_key_revoke(ctx: Context) -> int:
     a = ctx.args
     replacement = ctx.keys().resolve(a.replace_with) if a.replace_with else None
     result = ctx.admin().revoke(a.collection, a.keyid, replacement, ctx.save_path(),
-                                keep_content=a.keep_content, dry_run=a.dry_run)
+                                keep_content=a.keep_content, dry_run=a.dry_run, since=a.since)
     if result.submitted is None:
         _out(f"dry run: nothing published; revoking {a.keyid} in {a.collection} would change "
              f"roles {', '.join(result.roles)}")
@@ -254,6 +254,14 @@ def _report_reverts(result: Any, key: str) -> None:
               else "(no version signed by a still-trusted key lists it)" if r.current is not None else "")
         _out(f"{action} {r.role} {r.path}: {digest(r.current)} (version {r.introduced_in}, signed only "
              f"by {key}) {to}".rstrip())
+    spared: dict[str, list[int]] = {}
+    for role, version in result.plan.spared:
+        spared.setdefault(role, []).append(version)
+    for role, numbers in spared.items():
+        _out(f"trusted (--since {result.plan.since}): {role} version(s) {_ranges(numbers)}, signed "
+             f"by {key} before it was compromised")
+    if result.plan.since > 1 and not spared:
+        _out(f"--since {result.plan.since}: no earlier version was signed by {key} alone")
     for role, version in result.plan.delegations_changed:
         _warn(f"{role} version {version}, signed only by {key}, changed delegations: review them with "
               f"'tufnotary delegation list'")
@@ -261,6 +269,17 @@ def _report_reverts(result: Any, key: str) -> None:
         _out("the content above stays trusted: only keep it if the key was retired, not leaked")
     elif not result.plan.reverts:
         _out(f"no target's current value was signed by {key} alone")
+
+
+def _ranges(numbers: list[int]) -> str:
+    """1, 2, 3, 5 -> '1-3, 5'."""
+    out: list[str] = []
+    for n in sorted(numbers):
+        if out and out[-1].split("-")[-1] == str(n - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
 
 
 def cmd_key_list(ctx: Context) -> int:
@@ -889,6 +908,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep targets only this key signed (it was retired, not leaked); default: "
                         "revert each to its last value a still-trusted key signed, or drop it")
     p.add_argument("--dry-run", action="store_true", help="show what revoke would change; publish nothing")
+    p.add_argument("--since", type=int, metavar="VERSION",
+                   help="role version from which the key is compromised; earlier versions it "
+                        "signed stay trusted (default: all of them are undone)")
     _save_option(p)
     p.set_defaults(func=cmd_key_revoke)
 

@@ -19,7 +19,7 @@ from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from tufnotary.client.auth import AuthFetcher, TokenAuth
+from tufnotary.client.auth import ENV_HINT, AuthFetcher, TokenAuth
 from tufnotary.client.errors import (
     ClientError,
     ContentMismatchError,
@@ -65,6 +65,8 @@ def tuf_errors(collection: str, server: str) -> Iterator[None]:
     except tuf_exc.RepositoryError as e:
         raise VerificationError(f"metadata of {collection} failed verification: {e}") from e
     except tuf_exc.DownloadHTTPError as e:
+        if e.status_code in (401, 403):
+            raise _refused(collection, server, e.status_code) from e
         if e.status_code == 404:
             raise ServerError(
                 f"{collection} has no metadata on server {server} (HTTP 404)",
@@ -79,10 +81,22 @@ def tuf_errors(collection: str, server: str) -> Iterator[None]:
     except tuf_exc.SlowRetrievalError as e:
         raise ServerUnreachableError(f"server {server} timed out serving {collection}") from e
     except tuf_exc.DownloadError as e:
+        if isinstance(e.__cause__, ClientError):  # our fetcher's own refusal (token, credentials)
+            raise e.__cause__ from None
         raise ServerError(f"downloading metadata of {collection} failed: {e}", "DOWNLOAD") from e
     except urllib3.exceptions.HTTPError as e:
         reason = getattr(e, "reason", None) or e
         raise ServerUnreachableError(f"cannot reach server {server}: {reason}") from e
+
+
+def _refused(collection: str, server: str, status: int) -> ServerError:
+    """ngclient's download refused by the server's authorization: say how to log in."""
+    return ServerError(
+        f"server {server} refused to serve the metadata of {collection} (HTTP {status}): it needs "
+        f"credentials with pull access; set {ENV_HINT}, or log in to {server} with 'docker login' "
+        "(or a Docker credential helper)",
+        "UNAUTHORIZED", status,
+    )
 
 
 @dataclass
@@ -247,15 +261,9 @@ class Consumer:
         state = self.state(collection, lenient)
         listing = TargetListing({}, {})
         with tuf_errors(collection, self.server):
-            queue, seen = [Targets.type], set()
-            while queue:
-                role = queue.pop(0)
-                if role in seen:
-                    continue
-                seen.add(role)
-                try:
-                    md = state.role(role)
-                except RoleNotPublishedError:
+            for visit in state.walk():
+                role, md = visit.role, visit.metadata
+                if md is None:
                     listing.unpublished.append(role)
                     continue
                 if self.policy:
@@ -266,15 +274,10 @@ class Consumer:
                 d = md.signed.delegations
                 if d is None:
                     continue
-                if d.roles is not None:
-                    for name, delegated in d.roles.items():
-                        listing.delegations[name] = list(
-                            delegated.paths or delegated.path_hash_prefixes or []
-                        )
-                        queue.append(name)
+                for name, delegated in (d.roles or {}).items():
+                    listing.delegations[name] = list(delegated.paths or delegated.path_hash_prefixes or [])
                 if d.succinct_roles is not None:
                     listing.bins = d.succinct_roles.number_of_bins
-                    queue.extend(d.succinct_roles.get_roles())
         listing.expired = list(state.expired)
         return listing
 

@@ -29,7 +29,7 @@ from securesystemslib.signer import Key
 from tuf.api.metadata import Metadata, Root, Targets
 
 from tufnotary.client.errors import ServerError, ServerUnreachableError
-from tufnotary.client.trusted import RoleNotPublishedError, TrustedState
+from tufnotary.client.trusted import TrustedState
 
 if TYPE_CHECKING:
     from tufnotary.client.http import ServerClient
@@ -84,29 +84,6 @@ def _trusted_roots(state: TrustedState) -> list[Root]:
     return roots + [state.root.signed]
 
 
-def _roles_in_order(state: TrustedState, target: str | None) -> list[str]:
-    """Targets-type roles, delegators before delegates; bins reduced to the target's bin."""
-    out, queue, seen = [], [Targets.type], set()
-    while queue:
-        role = queue.pop(0)
-        if role in seen:
-            continue
-        seen.add(role)
-        out.append(role)
-        try:
-            d = state.role(role).signed.delegations
-        except RoleNotPublishedError:
-            continue
-        if d is None:
-            continue
-        if d.roles:
-            queue.extend(d.roles)
-        if d.succinct_roles is not None:
-            sr = d.succinct_roles
-            queue.extend([sr.get_role_for_target(target)] if target else sr.get_roles())
-    return out
-
-
 @dataclass(frozen=True)
 class RoleVersion:
     """One stored version of a targets-type role, with the trusted keys whose signatures on it verify."""
@@ -128,7 +105,8 @@ def role_versions(state: TrustedState, target: str | None = None) -> Iterator[Ro
         trusted[Targets.type].threshold = role.threshold
         for keyid in role.keyids:
             trusted[Targets.type].keys[keyid] = root.keys[keyid]
-    for role in _roles_in_order(state, target):
+    # Delegators before delegates: a role's trusted keys come from its delegator's versions.
+    for role in [visit.role for visit in state.walk(bin_for=target)]:
         meta = state.snapshot.signed.meta.get(f"{role}.json")
         rk = trusted.get(role, _RoleKeys())
         for version in range(1, (meta.version if meta else 0) + 1):

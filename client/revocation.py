@@ -7,6 +7,10 @@ a revoked key. A target entry whose current value (a digest and length, or its a
 introduced by a tainted version is reverted to its value in the latest untainted version, or
 dropped when no untainted version signed it (or restored, when a tainted version removed it).
 Entries that a tainted version only re-signed unchanged keep their earlier provenance.
+
+A key is usually honest until it leaks (a CI key's earlier tags): with `since`, the role version
+from which the key is considered compromised, versions before it that the revoked key validly
+signed stay trusted. A version with no valid signature at all stays tainted whatever `since` says.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ class RevertPlan:
     reverts: list[Revert] = field(default_factory=list)
     # Roles in which a tainted version changed the delegations: the owner must review them.
     delegations_changed: list[tuple[str, int]] = field(default_factory=list)
+    since: int = 1  # role versions before this one are trusted even if only revoked keys signed them
+    # (role, version) signed only by revoked keys but trusted because it precedes `since`.
+    spared: list[tuple[str, int]] = field(default_factory=list)
 
     def for_role(self, role: str) -> list[Revert]:
         return [r for r in self.reverts if r.role == role]
@@ -53,17 +60,30 @@ def _value(info: TargetFile | None) -> tuple[int, tuple[tuple[str, str], ...]] |
     return None if info is None else (info.length, tuple(sorted(info.hashes.items())))
 
 
-def tainted(version: RoleVersion, revoked: frozenset[str]) -> bool:
+def signed_only_by(version: RoleVersion, revoked: frozenset[str]) -> bool:
     """True when no key other than the revoked ones validly signed `version`."""
     return not set(version.signers) - revoked
 
 
-def plan_reverts(versions: Iterable[RoleVersion], revoked: frozenset[str]) -> RevertPlan:
-    """The reverts that leave trusted only what some non-revoked key vouched for.
+def tainted(version: RoleVersion, revoked: frozenset[str], since: int = 1) -> bool:
+    """True when `version` is not vouched for by a trusted key: signed only by revoked keys from
+    version `since` on, or (whatever `since` says) validly signed by no key at all."""
+    if not signed_only_by(version, revoked):
+        return False
+    return version.version >= since or not version.signers
+
+
+def plan_reverts(
+    versions: Iterable[RoleVersion], revoked: frozenset[str], since: int = 1
+) -> RevertPlan:
+    """The reverts that leave trusted only what some non-revoked key vouched for, or what the
+    revoked keys signed before role version `since` (when they were not yet compromised).
 
     `versions`: each role's versions oldest first (roles may interleave only by blocks, as
     `role_versions` yields them)."""
-    plan = RevertPlan()
+    if since < 1:
+        raise ValueError(f"since must be a role version (at least 1), not {since}")
+    plan = RevertPlan(since=since)
     by_role: dict[str, list[RoleVersion]] = {}
     for rv in versions:
         by_role.setdefault(rv.role, []).append(rv)
@@ -73,7 +93,9 @@ def plan_reverts(versions: Iterable[RoleVersion], revoked: frozenset[str]) -> Re
         good: RoleVersion | None = None
         previous_delegations = None
         for rv in role_versions:
-            bad = tainted(rv, revoked)
+            bad = tainted(rv, revoked, since)
+            if not bad and signed_only_by(rv, revoked):
+                plan.spared.append((role, rv.version))
             targets = rv.metadata.signed.targets
             for path in set(targets) | set(current):
                 info = targets.get(path)

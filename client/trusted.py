@@ -67,6 +67,16 @@ def succinct(targets: Targets) -> SuccinctRoles | None:
     return targets.delegations.succinct_roles if targets.delegations is not None else None
 
 
+@dataclass(frozen=True)
+class RoleVisit:
+    """One role of `TrustedState.walk`: its name, its delegator, and its verified metadata
+    (None: delegated but not published yet)."""
+
+    role: str
+    parent: str
+    metadata: Metadata[Targets] | None
+
+
 @dataclass
 class TrustedState:
     """Verified metadata of one collection after one refresh."""
@@ -108,30 +118,50 @@ class TrustedState:
     def targets(self) -> Metadata[Targets]:
         return self.role(Targets.type)
 
+    def walk(self, bins: bool = True, bin_for: str | None = None) -> Iterator[RoleVisit]:
+        """Every targets-type role, breadth first from `targets`, each once, delegators before
+        their delegates (named roles in their delegator's order, then hash bins).
+
+        The one walk of the delegation tree: listing, status, bundles, history and `parent_of`
+        all see the same roles in the same order. A delegated role without published metadata
+        is visited with `metadata=None` and not descended into; other load errors (an expired
+        role, for consumers) propagate. `bins=False` does not descend into hash bins (the
+        delegator still lists them); `bin_for` descends only into the bin of that target path.
+        """
+        queue: list[tuple[str, str]] = [(Targets.type, Root.type)]
+        seen: set[str] = set()
+        while queue:
+            name, parent = queue.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                md: Metadata[Targets] | None = self.role(name)
+            except RoleNotPublishedError:
+                md = None
+            yield RoleVisit(name, parent, md)
+            d = md.signed.delegations if md is not None else None
+            if d is None:
+                continue
+            children = list(d.roles or [])
+            if d.succinct_roles is not None and bins:
+                sr = d.succinct_roles
+                children += [sr.get_role_for_target(bin_for)] if bin_for is not None else sr.get_roles()
+            for child in children:
+                # Recorded before the child is loaded: `role(child)` asks `parent_of(child)`.
+                self._parents.setdefault(child, name)
+                queue.append((child, name))
+
     def parent_of(self, role: str) -> str:
         """The role that delegates `role` (searching the delegation tree breadth first)."""
         if role == Targets.type:
             return Root.type
         if role in self._parents:
             return self._parents[role]
-        queue, seen = [Targets.type], set()
-        while queue:
-            name = queue.pop(0)
-            if name in seen:
-                continue
-            seen.add(name)
-            try:
-                md = self.role(name)
-            except RoleNotPublishedError:
-                continue
-            if delegates(md.signed, role):
-                self._parents[role] = name
-                return name
-            d = md.signed.delegations
-            if d is not None and d.roles is not None:
-                for child in d.roles:
-                    self._parents.setdefault(child, name)
-                    queue.append(child)
+        for visit in self.walk(bins=False):
+            if visit.metadata is not None and delegates(visit.metadata.signed, role):
+                self._parents[role] = visit.role
+                return visit.role
         raise RoleNotDelegatedError(
             f"no role of {self.collection} delegates to {role!r}: see 'tufnotary delegation list "
             f"{self.collection}'"

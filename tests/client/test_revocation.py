@@ -1,10 +1,19 @@
-"""The revert plan of a revoked key, over role versions built in memory (signatures already judged)."""
+"""The revert plan of a revoked key, over role versions built in memory (signatures already judged);
+`Admin.revoke --since` against the fake server."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, TargetFile, Targets
 
+from tests.client.conftest import COLLECTION, Client
+from tests.client.fake_server import FakeServer
+from tufnotary.client.admin import Admin
+from tufnotary.client.errors import UsageError
 from tufnotary.client.history import RoleVersion
+from tufnotary.client.publisher import target_from_file
 from tufnotary.client.revocation import plan_reverts
 
 LEAKED, GOOD, OTHER = "leaked-key", "good-key", "other-key"
@@ -69,3 +78,78 @@ def test_delegations_changed_by_the_revoked_key_are_reported() -> None:
     steps[1].metadata.signed.delegations = Delegations({}, roles={"targets/ci/x": DelegatedRole(
         "targets/ci/x", [], 1, False, paths=["*"])})
     assert plan_reverts(steps, frozenset({LEAKED})).delegations_changed == [("targets/ci", 2)]
+
+
+def test_since_keeps_what_the_key_signed_before_the_leak_and_undoes_the_rest() -> None:
+    steps = versions(
+        ((GOOD,), {}),
+        ((LEAKED,), {"nightly": "cccc"}),  # the CI key's honest work, before the leak
+        ((LEAKED,), {"nightly": "cccc", "1.0": "aaaa"}),
+        ((LEAKED,), {"nightly": "eeee", "1.0": "aaaa", "evil": "eeee"}),  # the attacker, from v4
+    )
+    plan = plan_reverts(steps, frozenset({LEAKED}), since=4)
+    by_path = {r.path: r for r in plan.reverts}
+    assert set(by_path) == {"nightly", "evil"}
+    assert by_path["nightly"].action == "revert" and by_path["nightly"].trusted_version == 3
+    assert by_path["nightly"].restored.hashes["sha256"] == "cccc" * 8
+    assert by_path["evil"].action == "drop"
+    assert (plan.since, plan.spared) == (4, [("targets/ci", 2), ("targets/ci", 3)])
+    # Without --since the same history loses the pre-leak tags too.
+    everything = plan_reverts(steps, frozenset({LEAKED}))
+    assert {r.path for r in everything.reverts} == {"nightly", "1.0", "evil"}
+    assert (everything.since, everything.spared) == (1, [])
+
+
+def test_since_does_not_trust_a_version_nobody_validly_signed() -> None:
+    steps = versions(((GOOD,), {"1.0": "aaaa"}), ((), {"1.0": "eeee"}), ((LEAKED,), {"1.0": "eeee"}))
+    plan = plan_reverts(steps, frozenset({LEAKED}), since=3)
+    (r,) = plan.reverts
+    assert (r.path, r.action, r.introduced_in, r.trusted_version) == ("1.0", "revert", 2, 1)
+    assert plan.spared == []
+
+
+def test_since_below_one_is_refused_by_the_planner() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_reverts(versions(((LEAKED,), {})), frozenset({LEAKED}), since=0)
+
+
+def _publish(client: Client, tmp_path: Path, name: str) -> None:
+    artifact = tmp_path / name
+    artifact.write_bytes(name.encode())
+    client.publisher.stage_add(COLLECTION, target_from_file(name, artifact))
+    client.publisher.publish(COLLECTION)
+
+
+@pytest.fixture
+def targets_history(client: Client, tmp_path: Path) -> str:
+    """targets v1 (empty), v2 `a`, v3 `b`, v4 `c`, all signed by the one targets key only."""
+    keyid = client.publisher.init(COLLECTION).targets_keyid
+    for name in ("a", "b", "c"):
+        _publish(client, tmp_path, name)
+    return keyid
+
+
+@pytest.mark.parametrize("since", [0, -1, 5, 99])
+def test_revoke_refuses_a_since_outside_the_roles_versions_and_changes_nothing(
+    client: Client, fake_server: FakeServer, targets_history: str, since: int
+) -> None:
+    stored = {role: dict(files) for role, files in fake_server.collections[COLLECTION].files.items()}
+    keys_before = client.keys.list()
+    with pytest.raises(UsageError) as e:
+        Admin(client.publisher).revoke(COLLECTION, targets_history, since=since)
+    assert f"--since {since} is not a version" in e.value.message
+    assert "targets 4" in e.value.message and "between 1 and 4" in e.value.message
+    assert "nothing was changed" in e.value.message
+    assert {role: dict(files) for role, files in fake_server.collections[COLLECTION].files.items()} == stored
+    assert client.keys.list() == keys_before
+
+
+def test_revoke_dry_run_with_since_plans_to_keep_the_earlier_versions(
+    client: Client, fake_server: FakeServer, targets_history: str
+) -> None:
+    stored = {role: dict(files) for role, files in fake_server.collections[COLLECTION].files.items()}
+    result = Admin(client.publisher).revoke(COLLECTION, targets_history, since=3, dry_run=True)
+    assert result.submitted is None
+    assert [(r.path, r.action) for r in result.plan.reverts] == [("b", "drop"), ("c", "drop")]
+    assert (result.plan.since, result.plan.spared) == (3, [("targets", 1), ("targets", 2)])
+    assert {role: dict(files) for role, files in fake_server.collections[COLLECTION].files.items()} == stored

@@ -17,6 +17,7 @@ import pytest
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
+from tests.e2e.registry import write_credential_helper
 from tests.server.auth_helpers import ExternalIssuer, own_issuer_files
 from tests.stack import start_stack
 
@@ -92,6 +93,58 @@ def test_cli_with_the_servers_own_tokens(own_stack, tmp_path):
     lines = feed.strip().splitlines()
     assert len(lines) == 4 and all(" by alice from 127.0.0.1" in line for line in lines)
     assert "net-monitor:1.0 added" in lines[-1]
+
+
+def test_server_credentials_from_docker_credential_helpers(own_stack, tmp_path):
+    """`docker login` into a credential helper covers the metadata server as it does registries:
+    credsStore for the publisher, credHelpers for the consumer; no secret is ever printed."""
+    host = own_stack.url.removeprefix("http://")
+    bin_dir = tmp_path / "bin"
+    write_credential_helper(bin_dir, "desktop", {host: ("alice", ALICE_PASSWORD)})
+    write_credential_helper(bin_dir, "pass", {host: ("reader", "reader password")})
+    write_credential_helper(bin_dir, "empty", {})
+    path = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def home(name: str, config: dict) -> Path:
+        docker = tmp_path / name / ".docker"
+        docker.mkdir(parents=True)
+        (docker / "config.json").write_text(json.dumps(config))
+        return tmp_path / name / "trust"
+
+    collection = "wabbit-networks/helpers"
+    artifact = tmp_path / "helpers.tar"
+    artifact.write_bytes(b"helpers build 1")
+    publisher = home("publisher", {"credsStore": "desktop"})
+    ok(tufnotary(own_stack, publisher, "init", collection, **path))
+    ok(tufnotary(own_stack, publisher, "add", collection, "helpers:1.0", str(artifact), **path))
+    ok(tufnotary(own_stack, publisher, "publish", collection, **path))
+    assert (bin_dir / "desktop.calls").read_text().splitlines()[0] == f"get {host}"
+
+    root = publisher / "collections" / collection / "metadata" / "root.json"
+    consumer = home("consumer", {"credsStore": "empty", "credHelpers": {host: "pass"}})
+    verified = tufnotary(own_stack, consumer, "verify", "--root", str(root), collection, "helpers:1.0",
+                         str(artifact), **path)
+    ok(verified)
+    assert "reader password" not in verified.stdout + verified.stderr
+    assert not (bin_dir / "empty.calls").exists()  # credHelpers beats credsStore
+    # Pull-only credentials from the helper: publishing is refused by the server.
+    pushed = tufnotary(own_stack, consumer, "add", collection, "helpers:2.0", str(artifact), **path)
+    if pushed.returncode == 0:
+        pushed = tufnotary(own_stack, consumer, "publish", collection, **path)
+    assert pushed.returncode != 0 and "reader password" not in pushed.stdout + pushed.stderr
+
+    # A helper that holds nothing for the server: anonymous, refused (4), naming the ways to log in.
+    nobody = home("nobody", {"credsStore": "empty"})
+    refused = tufnotary(own_stack, nobody, "verify", "--root", str(root), collection, "helpers:1.0",
+                        str(artifact), **path)
+    assert refused.returncode == 4 and "TUFNOTARY_USERNAME" in refused.stderr, refused.stderr
+    assert (bin_dir / "empty.calls").read_text().splitlines() == [f"get {host}"]
+    # A helper named but missing: a clear error (1), nothing else tried.
+    missing = home("missing", {"credHelpers": {host: "nosuch"}})
+    broken = tufnotary(own_stack, missing, "verify", "--root", str(root), collection, "helpers:1.0",
+                       str(artifact), **path)
+    assert broken.returncode == 1 and "docker-credential-nosuch" in broken.stderr, broken.stderr
+    assert "Traceback" not in broken.stderr
 
 
 class LoopbackIssuer:

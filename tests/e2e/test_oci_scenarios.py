@@ -336,6 +336,33 @@ def test_scenario8_leaked_key_revoked(world):
     w.fails(1, "owner", "key", "revoke", w.collection, ci, phrases=(f"no role of {w.collection} lists key",))
 
 
+def test_scenario8_leaked_key_revoked_since_the_leak(world):
+    """--since: the CI key was honest until it leaked; what it signed before stays trusted."""
+    w = world
+    repo = "since/web"
+    ci, d = _ci_key_leaks(w, repo)
+    # The owner finds the first version the attacker signed in the history of the moved tag.
+    (line,) = [ln for ln in w.ok("consumer", "history", w.collection, "1.0").splitlines()
+               if d["attacker 1.0"] in ln]
+    leak = int(line.split("targets/ci v")[1].split()[0])
+    # A version the role never reached is refused, and nothing changes.
+    w.fails(1, "owner", "key", "revoke", w.collection, ci, "--since", "99",
+            phrases=("--since 99 is not a version", "nothing was changed"))
+    w.fails(2, "owner", "key", "revoke", w.collection, ci, "--since", "five", phrases=("invalid int value",))
+    assert w.ok("consumer", "verify", f"{w.a.host}/{repo}:evil").strip().endswith(d["attacker evil"])
+    plan = w.ok("owner", "key", "revoke", w.collection, ci, "--since", str(leak), "--dry-run")
+    assert f"trusted (--since {leak}): targets/ci version(s) {leak - 1}, signed by {ci[:16]}" in plan
+    assert "would be dropped targets/ci evil" in plan and "nightly" not in plan.split("targets signed by")[0]
+
+    out = w.ok("owner", "key", "revoke", w.collection, ci, "--since", str(leak))
+    assert f"dropped targets/ci evil: {d['attacker evil']}" in out
+    assert f"reverted targets/ci 1.0: {d['attacker 1.0']}" in out
+    # The pre-leak CI tag survives; the attacker's tag does not.
+    assert w.ok("consumer", "verify", f"{w.a.host}/{repo}:nightly").strip().endswith(d["nightly"])
+    w.fails(10, "consumer", "verify", f"{w.a.host}/{repo}:evil", phrases=("evil is not signed",))
+    assert w.ok("consumer", "verify", f"{w.a.host}/{repo}:2.0").strip().endswith(d["2.0"])
+
+
 def test_scenario8_retired_key_keep_content(world):
     """--keep-content: the owner knows the key was retired, not stolen; its content stays trusted."""
     w = world
