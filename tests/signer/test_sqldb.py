@@ -1,0 +1,173 @@
+"""The signer's connection layer keeps its connections: over SQLite and a real PostgreSQL, transactions reuse
+one connection, a connection the server dropped is replaced, and a forked child never touches its parent's."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from tufnotary.signer.errors import KeyStoreUnavailableError
+from tufnotary.signer.pool import ConnectionPool
+from tufnotary.signer.sqldb import Database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'signer.db'}"
+
+
+def _backend_id(db: Database) -> object:
+    """Which server session answered: the PostgreSQL backend pid (SQLite has none: the connection count shows reuse)."""
+    if db.dialect == "postgres":
+        return db.select("SELECT pg_backend_pid()")[0][0]
+    return None
+
+
+def test_sequential_transactions_reuse_one_connection(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        first = _backend_id(db)
+        for _ in range(20):
+            with db.transaction() as cur:
+                db.execute(cur, "SELECT 1")
+            assert _backend_id(db) == first
+        assert db.connections_opened == 1
+    finally:
+        db.close()
+
+
+def test_concurrent_transactions_open_at_most_the_pool_size(database_url: str) -> None:
+    db = Database(database_url, max_connections=2)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(10):
+                db.select("SELECT 1")
+        except BaseException as e:
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert 1 <= db.connections_opened <= 2
+    finally:
+        db.close()
+
+
+def test_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'signer.db'}")
+    try:
+        assert db.select("PRAGMA journal_mode") == [("wal",)]
+        assert db.select("PRAGMA synchronous") == [(2,)]  # FULL: a claimed version survives a power loss
+    finally:
+        db.close()
+
+
+def test_a_connection_the_server_dropped_is_replaced(postgres_url: str) -> None:
+    db = Database(postgres_url)
+    try:
+        before = _backend_id(db)
+        conn = psycopg2.connect(postgres_url)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(%s)", (before,))
+        finally:
+            conn.close()
+        after = _backend_id(db)  # no error: the pool saw the idle connection was closed by the server
+        assert after != before
+        assert db.connections_opened == 2
+    finally:
+        db.close()
+
+
+def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        parent_backend = _backend_id(db)
+        db.select("SELECT 1")
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report its backend and how many connections it opened, then leave at once
+            try:
+                report = f"{_backend_id(db)} {db.connections_opened}".encode()
+                os.write(write, report)
+            finally:
+                os._exit(0)
+        os.close(write)
+        report = os.read(read, 100).decode().split()
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert report[1] == "1"  # the child opened its own connection
+        if db.dialect == "postgres":
+            assert report[0] != str(parent_backend)
+        assert _backend_id(db) == parent_backend  # the parent's session survived the child's exit
+        assert db.connections_opened == 1
+    finally:
+        db.close()
+
+
+def test_a_closed_database_refuses_work(database_url: str) -> None:
+    db = Database(database_url)
+    db.select("SELECT 1")
+    db.close()
+    with pytest.raises(KeyStoreUnavailableError):
+        db.select("SELECT 1")
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_pool_reuses_the_last_returned_connection_first() -> None:
+    pool = ConnectionPool(_Conn, 3)
+    a, b = pool.acquire(), pool.acquire()
+    pool.release(a)
+    pool.release(b)
+    assert pool.acquire() is b
+    assert pool.acquire() is a
+    assert pool.connects == 2
+
+
+def test_pool_waits_for_a_connection_and_then_gives_up_clearly() -> None:
+    pool = ConnectionPool(_Conn, 1, wait_timeout=0.05)
+    held = pool.acquire()
+    with pytest.raises(KeyStoreUnavailableError, match="stayed busy"):
+        pool.acquire()
+    pool.release(held)
+    assert pool.acquire() is held
+
+
+def test_a_broken_connection_closes_it_and_the_idle_ones() -> None:
+    pool = ConnectionPool(_Conn, 3)
+    a, b, c = pool.acquire(), pool.acquire(), pool.acquire()
+    pool.release(a)
+    pool.release(b)
+    pool.release(c, broken=True)
+    assert a.closed and b.closed and c.closed
+    fresh = pool.acquire()
+    assert fresh not in (a, b, c)
+    assert pool.connects == 4
+
+
+def test_a_stale_idle_connection_is_closed_not_handed_out() -> None:
+    pool = ConnectionPool(_Conn, 2, is_stale=lambda conn: getattr(conn, "stale", False))
+    a = pool.acquire()
+    pool.release(a)
+    a.stale = True  # type: ignore[attr-defined]
+    b = pool.acquire()
+    assert b is not a and a.closed
