@@ -65,6 +65,14 @@ class _Sqlite:
             # Still in a transaction after a failed COMMIT or ROLLBACK: never hand this connection out again.
             self.pool.release(conn, broken=conn.in_transaction)
 
+    def query(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
+        """One statement on its own: SQLite makes it a transaction by itself."""
+        conn = self.pool.acquire()
+        try:
+            return conn.execute(statement, params).fetchall()
+        finally:
+            self.pool.release(conn, broken=conn.in_transaction)
+
     def sql(self, statement: str) -> str:
         return statement
 
@@ -89,12 +97,11 @@ class _Postgres:
         return psycopg2.connect(self.url, connect_timeout=5, keepalives=1, keepalives_idle=30)
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[Any]:
+    def _connection(self) -> Iterator[Any]:
         conn = self.pool.acquire()
         broken = False
         try:
-            with conn, conn.cursor() as cur:
-                yield cur
+            yield conn
         except psycopg2.InterfaceError:
             broken = True
             raise
@@ -105,6 +112,23 @@ class _Postgres:
             raise
         finally:
             self.pool.release(conn, broken=broken or bool(conn.closed))
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Any]:
+        with self._connection() as conn, conn, conn.cursor() as cur:
+            yield cur
+
+    def query(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
+        """One statement on its own (autocommit): one round trip instead of BEGIN, statement, COMMIT."""
+        with self._connection() as conn:
+            conn.autocommit = True
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(statement, params)
+                    return cur.fetchall()
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
@@ -144,9 +168,14 @@ class Database:
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Any]:
-        try:
+        with self._translated():
             with self._db.transaction(write) as cur:
                 yield cur
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
         except self._db.integrity_error:
             raise
         except self._db.error as e:
@@ -161,9 +190,9 @@ class Database:
         cur.execute(self._db.sql(statement), tuple(params))
 
     def select(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.transaction(write=False) as cur:
-            self.execute(cur, statement, params)
-            return [tuple(row) for row in cur.fetchall()]
+        """The rows of one read statement, which sees one consistent state of the database by itself."""
+        with self._translated():
+            return [tuple(row) for row in self._db.query(self._db.sql(statement), tuple(params))]
 
     def migrate(self, migrations: Sequence[Migration]) -> None:
         """Apply the migrations not yet recorded in schema_migrations, in one transaction."""
