@@ -1,9 +1,15 @@
 """(8) Our signer's rate over gRPC (single `Sign` and `SignBatch`, through the server's `RemoteSigner`)
 beside the raw in-process rate of the same key type (securesystemslib `CryptoSigner`, ed25519): the
-physical limit of one core."""
+physical limit of one core.
+
+The rates are wall-clock and include the client's side (building each payload, verifying each returned
+signature), on a machine whose cores the client, the signer and PostgreSQL share. The signer process's
+own CPU time per signature (from /proc) is reported too: it does not move with the machine's load, and
+1e6 / (CPU µs per signature) is the rate one signer core would reach with the client elsewhere."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -23,6 +29,17 @@ def _payload(version: int) -> bytes:
     return CanonicalJSONSerializer().serialize(build_timestamp(version, expires, _SNAPSHOT, 1).signed)
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` so far (all its threads); 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
                  keys_ready: Callable[[], None] | None = None) -> dict[str, float]:
     """Signatures per second over `seconds` each: single Sign calls cycling over `keys` timestamp
@@ -40,14 +57,18 @@ def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
             versions[collection] += 1
             return _payload(versions[collection])
 
-        count, started = 0, time.perf_counter()
+        proc = stack.procs.get("signer")
+        pid = proc.pid if proc is not None else None
+
+        count, started, cpu = 0, time.perf_counter(), _cpu_seconds(pid)
         while time.perf_counter() - started < seconds:
             collection, key = pairs[count % keys]
             signer.sign(key, next_payload(collection), collection, "timestamp")
             count += 1
         single = count / (time.perf_counter() - started)
+        single_cpu = (_cpu_seconds(pid) - cpu) / count
 
-        count, started = 0, time.perf_counter()
+        count, started, cpu = 0, time.perf_counter(), _cpu_seconds(pid)
         while time.perf_counter() - started < seconds:
             items = [(key, next_payload(collection)) for collection, key in pairs]
             results = signer.sign_batch(items)
@@ -56,6 +77,7 @@ def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
                 raise RuntimeError(f"batch signing refused: {failed[0]}")
             count += len(items)
         batch = count / (time.perf_counter() - started)
+        batch_cpu = (_cpu_seconds(pid) - cpu) / count
     finally:
         signer.close()
 
@@ -68,4 +90,8 @@ def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
     return {"signer Sign (gRPC, 1 per call) sig/s": single,
             f"signer SignBatch ({keys} per call) sig/s": batch,
             "raw in-process ed25519 sig/s (1 core)": raw,
-            "batch / raw": batch / raw}
+            "batch / raw": batch / raw,
+            "signer process CPU µs per Sign": single_cpu * 1e6,
+            "signer process CPU µs per SignBatch item": batch_cpu * 1e6,
+            "SignBatch sig/s per signer core (1e6 / CPU µs)": 1 / batch_cpu if batch_cpu else 0.0,
+            "per signer core / raw": (1 / batch_cpu) / raw if batch_cpu else 0.0}
