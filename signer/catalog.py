@@ -16,7 +16,7 @@ from typing import Any
 
 from securesystemslib.signer import Signer, SSlibKey
 
-from tufnotary.signer.claims import Claim, KeyState, decide
+from tufnotary.signer.claims import Claim, Decision, KeyState, decide
 from tufnotary.signer.errors import (
     KeyNotFoundError,
     KeyRetiredError,
@@ -241,36 +241,7 @@ class CatalogKeyStore(KeyStore):
         with self._db.transaction() as cur:
             rows = self._lock_claimed(cur, sorted({claim.key_id for claim in claims}))
             decision = decide({key_id: KeyState(*row[:5]) for key_id, row in rows.items()}, claims)
-            for key_id in decision.retired:
-                self._db.execute(
-                    cur,
-                    "UPDATE signer_keys SET state = 'retired', active = 0, wrapped_private = ?, kdf_salt = ''"
-                    " WHERE key_id = ?",
-                    (self._retired_material(rows[key_id][5]), key_id),
-                )
-            marks = sorted(decision.marks.items())
-            for part in _parts(marks):
-                self._db.execute(
-                    cur,
-                    f"UPDATE signer_keys SET max_signed_version = CASE key_id {' '.join(['WHEN ? THEN ?'] * len(part))}"
-                    f" END WHERE key_id IN ({_marks(part)})",
-                    [value for mark in part for value in mark] + [key_id for key_id, _ in part],
-                )
-            for part in _parts(decision.promoted):
-                self._db.execute(
-                    cur, f"UPDATE signer_keys SET state = 'active', active = 1 WHERE key_id IN ({_marks(part)})", part
-                )
-            signed_at = now_iso()
-            for part in _parts(decision.accepted):
-                self._db.execute(
-                    cur,
-                    f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) VALUES "
-                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part)),
-                    [value for claim in part for value in (
-                        signed_at, claim.key_id, rows[claim.key_id][1], rows[claim.key_id][2],
-                        claim.version, claim.payload_sha256, client_subject,
-                    )],
-                )
+            self._db.execute_all(cur, self._claim_writes(decision, rows, client_subject))
         refused = {claim.key_id for claim, outcome in zip(claims, decision.outcomes)
                    if isinstance(outcome, (KeyNotFoundError, KeyRetiredError))}
         self._forget(*refused, *decision.retired)  # gone or retired, here or by another replica
@@ -362,6 +333,34 @@ class CatalogKeyStore(KeyStore):
 
     def _get_pending(self, collection: str, role: str) -> KeyRecord | None:
         return self._get_in_state(collection, role, "pending")
+
+    def _claim_writes(
+        self, decision: Decision, rows: dict[str, tuple[Any, ...]], client_subject: str
+    ) -> list[tuple[str, Sequence[Any]]]:
+        """The statements that make `decision` durable, in the order `Decision` gives."""
+        writes: list[tuple[str, Sequence[Any]]] = [
+            ("UPDATE signer_keys SET state = 'retired', active = 0, wrapped_private = ?, kdf_salt = '' WHERE key_id = ?",
+             (self._retired_material(rows[key_id][5]), key_id))
+            for key_id in decision.retired
+        ]
+        for part in _parts(sorted(decision.marks.items())):
+            writes.append((
+                f"UPDATE signer_keys SET max_signed_version = CASE key_id {' '.join(['WHEN ? THEN ?'] * len(part))}"
+                f" END WHERE key_id IN ({_marks(part)})",
+                [value for mark in part for value in mark] + [key_id for key_id, _ in part],
+            ))
+        for part in _parts(decision.promoted):
+            writes.append((f"UPDATE signer_keys SET state = 'active', active = 1 WHERE key_id IN ({_marks(part)})", part))
+        signed_at = now_iso()
+        for part in _parts(decision.accepted):
+            writes.append((
+                f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part)),
+                [value for claim in part for value in (
+                    signed_at, claim.key_id, rows[claim.key_id][1], rows[claim.key_id][2],
+                    claim.version, claim.payload_sha256, client_subject,
+                )],
+            ))
+        return writes
 
     def _forget(self, *key_ids: str) -> None:
         """Drop cached signers: their keys were retired, deleted or found gone."""

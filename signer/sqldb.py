@@ -73,6 +73,10 @@ class _Sqlite:
         finally:
             self.pool.release(conn, broken=conn.in_transaction)
 
+    def execute_all(self, cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        for statement, params in statements:  # in-process: no round trips to save
+            cur.execute(statement, tuple(params))
+
     def sql(self, statement: str) -> str:
         return statement
 
@@ -94,7 +98,11 @@ class _Postgres:
         self.pool = ConnectionPool(self._connect, max_connections, is_stale=_pg_stale)
 
     def _connect(self) -> Any:
-        return psycopg2.connect(self.url, connect_timeout=5, keepalives=1, keepalives_idle=30)
+        conn = psycopg2.connect(self.url, connect_timeout=5, keepalives=1, keepalives_idle=30)
+        # We send BEGIN and COMMIT ourselves, BEGIN in the same round trip as the first statement;
+        # a lone read needs neither.
+        conn.autocommit = True
+        return conn
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
@@ -115,20 +123,35 @@ class _Postgres:
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Any]:
-        with self._connection() as conn, conn, conn.cursor() as cur:
-            yield cur
+        with self._connection() as conn, conn.cursor() as raw:
+            cur = _PgTransaction(raw)
+            try:
+                yield cur
+            except BaseException:
+                if cur.begun and not conn.closed:
+                    raw.execute("ROLLBACK")  # a failure here marks the connection broken
+                raise
+            if cur.begun:
+                raw.execute("COMMIT")
 
     def query(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
-        """One statement on its own (autocommit): one round trip instead of BEGIN, statement, COMMIT."""
-        with self._connection() as conn:
-            conn.autocommit = True
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(statement, params)
-                    return cur.fetchall()
-            finally:
-                if not conn.closed:
-                    conn.autocommit = False
+        """One read statement on its own (autocommit): one round trip. A kept connection the server
+        dropped just before (a race the stale check cannot see) is replaced once: a read is safe to repeat."""
+        try:
+            return self._query_once(statement, params)
+        except (psycopg2.InterfaceError, psycopg2.OperationalError) as e:
+            if getattr(e, "pgcode", None) is not None:
+                raise
+            return self._query_once(statement, params)
+
+    def _query_once(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()
+
+    def execute_all(self, cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Several statements in one round trip (their results are not needed)."""
+        cur.execute_all(statements)
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
@@ -138,6 +161,34 @@ class _Postgres:
 
     def close(self) -> None:
         self.pool.close()
+
+
+class _PgTransaction:
+    """A cursor whose first statement also opens the transaction ("BEGIN; ..." in one round trip)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.begun = False
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        if not self.begun:
+            self.begun = True
+            statement = "BEGIN; " + statement
+        self.raw.execute(statement, tuple(params) if params else None)
+
+    def execute_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        if statements:
+            self.execute(b"; ".join(self.raw.mogrify(s, tuple(p)) for s, p in statements).decode())
+
+    def fetchone(self) -> Any:
+        return self.raw.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self.raw.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return int(self.raw.rowcount)
 
 
 def _pg_stale(conn: Any) -> bool:
@@ -188,6 +239,11 @@ class Database:
 
     def execute(self, cur: Any, statement: str, params: Sequence[Any] = ()) -> None:
         cur.execute(self._db.sql(statement), tuple(params))
+
+    def execute_all(self, cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run the statements in order, on PostgreSQL in one round trip; for writes whose results
+        (rows, counts) are not needed."""
+        self._db.execute_all(cur, [(self._db.sql(s), p) for s, p in statements])
 
     def select(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one read statement, which sees one consistent state of the database by itself."""

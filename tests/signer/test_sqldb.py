@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import psycopg2
 import pytest
 
+from tests.pgcluster import PgCluster
 from tufnotary.signer.errors import KeyStoreUnavailableError
 from tufnotary.signer.pool import ConnectionPool
 from tufnotary.signer.sqldb import Database
@@ -82,11 +84,32 @@ def test_a_connection_the_server_dropped_is_replaced(postgres_url: str) -> None:
         try:
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT pg_terminate_backend(%s)", (before,))
+            for _ in range(100):  # until the backend has exited (terminate only signals it)
+                with conn, conn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (before,))
+                    if cur.fetchone()[0] == 0:
+                        break
+                time.sleep(0.05)
         finally:
             conn.close()
         after = _backend_id(db)  # no error: the pool saw the idle connection was closed by the server
         assert after != before
         assert db.connections_opened == 2
+    finally:
+        db.close()
+
+
+def test_a_read_on_a_connection_the_server_just_dropped_is_repeated_on_a_new_one(postgres_url: str) -> None:
+    db = Database(postgres_url)
+    try:
+        before = _backend_id(db)
+        conn = psycopg2.connect(postgres_url)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(%s)", (before,))
+        finally:
+            conn.close()
+        assert _backend_id(db) != before  # at once: whether or not the backend has exited yet
     finally:
         db.close()
 
@@ -171,3 +194,56 @@ def test_a_stale_idle_connection_is_closed_not_handed_out() -> None:
     a.stale = True  # type: ignore[attr-defined]
     b = pool.acquire()
     assert b is not a and a.closed
+
+
+def test_after_a_postgresql_restart_the_kept_connections_are_replaced_without_errors(tmp_path: Path) -> None:
+    cluster = PgCluster.start()  # its own server: restarting the shared one would disturb other tests
+    try:
+        if not cluster.can_restart:
+            pytest.skip("an external PostgreSQL (TUFNOTARY_TEST_DATABASE_URL) cannot be restarted by the test")
+        db = Database(cluster.new_database(), max_connections=3)
+        try:
+            barrier = threading.Barrier(3)
+
+            def hold_one() -> None:  # three connections at once: three kept idle afterwards
+                with db.transaction() as cur:
+                    barrier.wait()
+                    db.execute(cur, "SELECT 1")
+
+            threads = [threading.Thread(target=hold_one) for _ in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert db.connections_opened == 3
+            cluster.restart()
+            for _ in range(5):  # every kept connection died with the server; none is handed out
+                assert db.select("SELECT 1") == [(1,)]
+            assert db.connections_opened == 4
+        finally:
+            db.close()
+    finally:
+        cluster.stop()
+
+
+def test_a_failed_transaction_changes_nothing_and_its_connection_is_reused(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        with db.transaction() as cur:
+            db.execute(cur, "CREATE TABLE t (v INTEGER NOT NULL)")
+        backend = _backend_id(db)
+        with pytest.raises(ValueError):
+            with db.transaction() as cur:
+                db.execute_all(cur, [("INSERT INTO t (v) VALUES (?)", (1,)), ("INSERT INTO t (v) VALUES (?)", (2,))])
+                raise ValueError("the caller changed its mind")
+        with pytest.raises(KeyStoreUnavailableError):
+            with db.transaction() as cur:
+                db.execute(cur, "INSERT INTO t (v) VALUES (?)", (3,))
+                db.execute(cur, "SELECT * FROM no_such_table")
+        assert db.select("SELECT v FROM t") == []
+        with db.transaction() as cur:
+            db.execute_all(cur, [("INSERT INTO t (v) VALUES (?)", (4,)), ("INSERT INTO t (v) VALUES (?)", (5,))])
+        assert db.select("SELECT v FROM t ORDER BY v") == [(4,), (5,)]
+        assert _backend_id(db) == backend and db.connections_opened == 1
+    finally:
+        db.close()
