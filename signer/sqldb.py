@@ -127,12 +127,11 @@ class _Postgres:
             cur = _PgTransaction(raw)
             try:
                 yield cur
+                cur.commit()
             except BaseException:
-                if cur.begun and not conn.closed:
+                if not conn.closed and conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
                     raw.execute("ROLLBACK")  # a failure here marks the connection broken
                 raise
-            if cur.begun:
-                raw.execute("COMMIT")
 
     def query(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
         """One read statement on its own (autocommit): one round trip. A kept connection the server
@@ -164,21 +163,29 @@ class _Postgres:
 
 
 class _PgTransaction:
-    """A cursor whose first statement also opens the transaction ("BEGIN; ..." in one round trip)."""
+    """A cursor that saves round trips: its first statement also opens the transaction ("BEGIN; ..."),
+    and writes whose results are not needed (`execute_all`) wait to ride along with the next statement
+    or with the COMMIT. Statements still run in the order they were given."""
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
         self.begun = False
+        self._pending: list[bytes] = []
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
-        if not self.begun:
-            self.begun = True
-            statement = "BEGIN; " + statement
-        self.raw.execute(statement, tuple(params) if params else None)
+        self._run(self.raw.mogrify(statement, tuple(params)) if params else statement.encode("utf-8"))
 
     def execute_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        if statements:
-            self.execute(b"; ".join(self.raw.mogrify(s, tuple(p)) for s, p in statements).decode())
+        self._pending.extend(self.raw.mogrify(s, tuple(p)) for s, p in statements)
+
+    def commit(self) -> None:
+        if self.begun or self._pending:
+            self._run(b"COMMIT")
+
+    def _run(self, statement: bytes) -> None:
+        parts = ([] if self.begun else [b"BEGIN"]) + self._pending + [statement]
+        self.begun, self._pending = True, []
+        self.raw.execute(b"; ".join(parts))
 
     def fetchone(self) -> Any:
         return self.raw.fetchone()
@@ -241,8 +248,9 @@ class Database:
         cur.execute(self._db.sql(statement), tuple(params))
 
     def execute_all(self, cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run the statements in order, on PostgreSQL in one round trip; for writes whose results
-        (rows, counts) are not needed."""
+        """Run the statements in order; for writes whose results (rows, counts) are not needed. On
+        PostgreSQL they travel with the transaction's next statement or its COMMIT (no round trip of
+        their own), so their errors surface there — at the latest when the transaction ends."""
         self._db.execute_all(cur, [(self._db.sql(s), p) for s, p in statements])
 
     def select(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
