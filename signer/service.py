@@ -2,8 +2,9 @@
 
 Every call first checks the client certificate's subject against the allow-list. A signature is
 made only after the signing policy (`policy.check_payload`) accepted the payload and the key store
-recorded the version and the audit row (`KeyStore.record_signatures`; a batch claims many in one transaction). Each error class maps to one
-gRPC status in `_STATUS`. Logs carry key ids, versions and payload digests, never payloads or secrets.
+recorded the version and the audit row (`KeyStore.record_signatures`: a batch claims a slice of items in one
+transaction). Each error class maps to one gRPC status in `_STATUS`. Logs carry key ids, versions and payload
+digests, never payloads or secrets.
 """
 
 from __future__ import annotations
@@ -237,7 +238,9 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
                 results[index] = e
         claims = [Claim(record.key_id, checked.version, checked.sha256) for _, record, checked, _ in ready]
         try:
-            outcomes: Sequence[Exception | None] = self._keystore.record_signatures(claims, subject) if claims else []
+            outcomes: Sequence[Exception | None] = (
+                self._keystore.record_signatures(claims, subject) if claims else []
+            )
         except Exception as e:  # noqa: BLE001 - nothing was recorded: every claimed item reports it
             outcomes = [e] * len(claims)
         for (index, record, checked, signer), outcome in zip(ready, outcomes):
@@ -311,7 +314,9 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
             return signer_pb2.SignBatchResult(index=index, signature=result)
         if isinstance(result, SignerError):
             self._refused("SignBatch item", result)
-            error = signer_pb2.SignError(code=result.code, grpc_status=status_for(result).value[0], message=result.message)
+            error = signer_pb2.SignError(
+                code=result.code, grpc_status=status_for(result).value[0], message=result.message
+            )
             if isinstance(result, VersionRefusedError):
                 error.highest_signed_version = result.highest
             return signer_pb2.SignBatchResult(index=index, error=error)
