@@ -399,3 +399,38 @@ def test_a_batch_of_claims_whose_transaction_fails_records_nothing(store: KeySto
         store.record_signatures([Claim(record.key_id, 1, SHA), Claim(record.key_id, 2, None)], "CN=server")  # type: ignore[arg-type]
     assert state(url) == before
     store.record_signature(record.key_id, 1, SHA, "CN=server")  # the store is still usable
+
+
+def test_replicas_claiming_overlapping_batches_at_once_neither_deadlock_nor_sign_twice(
+    replicas: Callable[[], KeyStore], url: str
+) -> None:
+    workers = [replicas() for _ in range(3)]
+    keys = [workers[0].create_key(f"team/c{i}", "timestamp").key_id for i in range(8)]
+    errors: list[BaseException] = []
+    accepted: list[tuple[str, int]] = []
+    barrier = threading.Barrier(len(workers))
+
+    def claim_batches(store: KeyStore, seed: int) -> None:
+        order = keys[seed:] + keys[:seed]  # each replica claims the same keys in another order
+        try:
+            barrier.wait()
+            for version in range(1, 11):
+                batch = [Claim(key_id, version, SHA) for key_id in (order if version % 2 else order[::-1])]
+                for claim, outcome in zip(batch, store.record_signatures(batch, "CN=server")):
+                    if outcome is None:
+                        accepted.append((claim.key_id, claim.version))
+                    elif not isinstance(outcome, (VersionAlreadySignedError, RollbackRefusedError)):
+                        raise outcome
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=claim_batches, args=(w, i * 3)) for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert len(accepted) == len(set(accepted))  # no (key, version) accepted twice
+    audited = raw_query(url, "SELECT key_id, version FROM signer_audit")
+    assert sorted(audited) == sorted(accepted)
+    assert {k.key_id: k.max_signed_version for k in workers[0].get_keys(keys).values()} == {k: 10 for k in keys}
