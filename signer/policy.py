@@ -65,21 +65,21 @@ def check_payload(
             f"key {record.key_id} belongs to {record.collection} {record.role}, "
             f"not to {collection or '(no collection)'} {role or '(no role)'}"
         )
-    floats: list[str] = []
-
-    def parse_float(text: str) -> float:  # canonical JSON has no floats: remember that one was seen
-        floats.append(text)
-        return float(text)
-
+    has_floats = False
     try:
-        signed = json.loads(payload, parse_float=parse_float, parse_constant=parse_float)
+        try:
+            # What json.loads does with bytes, through one decoder made once (json.loads builds one per call
+            # when given any option).
+            signed = _NO_FLOATS.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
+        except _FloatSeen:
+            signed, has_floats = json.loads(payload), True
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequestError(f"the payload is not JSON: the signer only signs TUF {role} metadata") from None
     if not isinstance(signed, dict) or signed.get("_type") != role:
         found = signed.get("_type") if isinstance(signed, dict) else type(signed).__name__
         raise InvalidRequestError(f"a {role} key only signs {role} metadata, not {found!r}")
     try:
-        canonical = _is_canonical(signed, payload, bool(floats))
+        canonical = _is_canonical(signed, payload, has_floats)
         parsed = _SIGNED_TYPES[role].from_dict(dict(signed))
     except Exception as e:  # tuf raises ValueError, KeyError, TypeError... for malformed metadata
         raise InvalidRequestError(f"the payload is not valid TUF {role} metadata ({type(e).__name__})") from None
@@ -95,6 +95,17 @@ def check_payload(
             f"maximum window of {policy.max_expiry[role]} for {role} (latest allowed now: {limit.isoformat()})"
         )
     return CheckedPayload(parsed.version, expires, hashlib.sha256(payload).hexdigest())
+
+
+class _FloatSeen(Exception):
+    """A float (or NaN, Infinity) in the payload: canonical JSON has none; the canonical encoder decides."""
+
+
+def _no_float(text: str) -> float:
+    raise _FloatSeen()
+
+
+_NO_FLOATS = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_float)
 
 
 def _is_canonical(signed: dict, payload: bytes, has_floats: bool) -> bool:

@@ -48,7 +48,7 @@ def _reference(payload: bytes) -> bool:
 
 
 @pytest.mark.parametrize("extra", EXTRA_VALUES, ids=repr)
-@pytest.mark.parametrize("encoding", ["canonical", "ascii-escaped", "spaced", "unsorted"])
+@pytest.mark.parametrize("encoding", ["canonical", "ascii-escaped", "spaced", "unsorted", "utf-16", "utf-8-bom"])
 def test_exactly_the_canonical_encoding_is_accepted(extra: object, encoding: str) -> None:
     signed = _signed(extra)
     if encoding == "canonical":
@@ -57,8 +57,10 @@ def test_exactly_the_canonical_encoding_is_accepted(extra: object, encoding: str
         payload = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
     elif encoding == "spaced":
         payload = json.dumps(signed, sort_keys=True, ensure_ascii=False).encode()
-    else:
+    elif encoding == "unsorted":
         payload = json.dumps(dict(reversed(list(signed.items()))), separators=(",", ":"), ensure_ascii=False).encode()
+    else:  # the canonical text in another encoding json.loads also reads
+        payload = encode_canonical(signed).encode(encoding.replace("-bom", "-sig"))  # type: ignore[union-attr]
     assert _check(payload) == _reference(payload)
 
 
