@@ -273,39 +273,46 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
     def SignBatch(
         self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext
     ) -> Iterator[signer_pb2.SignBatchResult]:
+        for group in self._sign_batch(request, context, "SignBatch"):
+            yield from group
+
+    def SignBatchGrouped(
+        self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext
+    ) -> Iterator[signer_pb2.SignBatchResults]:
+        for group in self._sign_batch(request, context, "SignBatchGrouped"):
+            yield signer_pb2.SignBatchResults(results=group)
+
+    def _sign_batch(
+        self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext, method: str
+    ) -> Iterator[list[signer_pb2.SignBatchResult]]:
+        """The results of the batch, one list per slice of `CLAIMS_PER_TRANSACTION` items, each slice claimed
+        in one transaction; a cancelled call claims no further slice."""
+
         def check(subject: str) -> str:
             if len(request.requests) > MAX_BATCH:
                 raise InvalidRequestError(f"a batch holds at most {MAX_BATCH} payloads, not {len(request.requests)}")
             return subject
 
         started = time.perf_counter()
-        subject = self._run(context, "SignBatch", check, timed=False)
+        subject = self._run(context, method, check, timed=False)
         try:
-            yield from self._sign_batch_items(request, context, subject)
+            total = len(request.requests)
+            for start in range(0, total, CLAIMS_PER_TRANSACTION):
+                if not context.is_active():
+                    log.warning("%s cancelled by the client after %d of %d items", method, start, total)
+                    return
+                chunk = request.requests[start:start + CLAIMS_PER_TRANSACTION]
+                # One line per slice, each signature at DEBUG: formatting a log line per item cost as much as
+                # signing it. The audit table holds every signature's key, version and payload digest.
+                results = self._sign_items(chunk, subject, signed_level=logging.DEBUG)
+                signed = sum(isinstance(r, signer_pb2.SignResponse) for r in results)
+                log.info(
+                    "signed batch items=%d-%d of %d signed=%d refused=%d client=%s",
+                    start, start + len(chunk) - 1, total, signed, len(chunk) - signed, subject,
+                )
+                yield [self._batch_result(start + offset, result) for offset, result in enumerate(results)]
         finally:
-            metrics.rpc_latency.labels("SignBatch").observe(time.perf_counter() - started)
-
-    def _sign_batch_items(
-        self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext, subject: str
-    ) -> Iterator[signer_pb2.SignBatchResult]:
-        """Items in slices of `CLAIMS_PER_TRANSACTION`, each claimed in one transaction; a cancelled call
-        claims no further slice."""
-        total = len(request.requests)
-        for start in range(0, total, CLAIMS_PER_TRANSACTION):
-            if not context.is_active():
-                log.warning("SignBatch cancelled by the client after %d of %d items", start, total)
-                return
-            chunk = request.requests[start:start + CLAIMS_PER_TRANSACTION]
-            # One line per slice, each signature at DEBUG: formatting a log line per item cost as much as
-            # signing it. The audit table holds every signature's key, version and payload digest.
-            results = self._sign_items(chunk, subject, signed_level=logging.DEBUG)
-            signed = sum(isinstance(r, signer_pb2.SignResponse) for r in results)
-            log.info(
-                "signed batch items=%d-%d of %d signed=%d refused=%d client=%s",
-                start, start + len(chunk) - 1, total, signed, len(chunk) - signed, subject,
-            )
-            for offset, result in enumerate(results):
-                yield self._batch_result(start + offset, result)
+            metrics.rpc_latency.labels(method).observe(time.perf_counter() - started)
 
     def _batch_result(
         self, index: int, result: signer_pb2.SignResponse | Exception
