@@ -133,3 +133,9 @@ class SignBatchResult(_message.Message):
     signature: SignResponse
     error: SignError
     def __init__(self, index: _Optional[int] = ..., signature: _Optional[_Union[SignResponse, _Mapping]] = ..., error: _Optional[_Union[SignError, _Mapping]] = ...) -> None: ...
+
+class SignBatchResults(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SignBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SignBatchResult, _Mapping]]] = ...) -> None: ...

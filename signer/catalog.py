@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from securesystemslib.signer import Signer, SSlibKey
 
+from tufnotary.signer.claims import Claim, Decision, KeyState, decide
 from tufnotary.signer.errors import (
     KeyNotFoundError,
     KeyRetiredError,
     KeyStoreUnavailableError,
     KeyUnwrapError,
-    RollbackRefusedError,
-    VersionAlreadySignedError,
+    SignerError,
 )
 from tufnotary.signer.keystore import (
     DEFAULT_ALGORITHM,
@@ -34,6 +36,9 @@ from tufnotary.signer.keystore import (
 from tufnotary.signer.sqldb import Database, Migration, now_iso
 
 log = logging.getLogger(__name__)
+
+SIGNER_CACHE_SIZE = 10_000  # unwrapped signers kept per process (least recently used dropped first)
+_ROWS_PER_STATEMENT = 200  # multi-row statements stay far below SQLite's and libpq's parameter limits
 
 # Applied in order, each at most once, recorded in schema_migrations. Never edit a shipped entry.
 MIGRATIONS: Sequence[Migration] = (
@@ -121,6 +126,13 @@ class CatalogKeyStore(KeyStore):
 
     def __init__(self, database_url: str, *, max_connections: int = 16) -> None:
         self._db = Database(database_url, max_connections=max_connections)
+        # Unwrapping (JWE, PEM parsing) cost more than signing. The private key is in memory while it
+        # signs anyway; a cached signer is never logged and is dropped when this store retires, deletes
+        # or rotates its key out. Replicas: record_signatures, which precedes every signature, refuses a
+        # key retired elsewhere (and then drops it here too).
+        self._signers: OrderedDict[str, Signer] = OrderedDict()
+        self._signers_lock = threading.Lock()
+        self._signers_generation = 0  # bumped by every drop: a load that raced one is not cached
 
     # -- where private keys live ------------------------------------------------------------------
 
@@ -174,9 +186,15 @@ class CatalogKeyStore(KeyStore):
     def get_active(self, collection: str, role: str) -> KeyRecord | None:
         return self._get_in_state(collection, role, "active")
 
-    def get_key(self, key_id: str) -> KeyRecord | None:
-        rows = self._db.select(f"SELECT {_PUBLIC_COLUMNS} FROM signer_keys WHERE key_id = ?", (key_id,))
-        return _record(rows[0]) if rows else None
+    def get_keys(self, key_ids: Iterable[str]) -> dict[str, KeyRecord]:
+        ids = sorted(set(key_ids))
+        found: dict[str, KeyRecord] = {}
+        for part in _parts(ids):
+            rows = self._db.select(
+                f"SELECT {_PUBLIC_COLUMNS} FROM signer_keys WHERE key_id IN ({_marks(part)})", part
+            )
+            found.update((row[0], _record(row)) for row in rows)
+        return found
 
     def list_keys(self, collection: str) -> list[KeyRecord]:
         check_collection(collection)
@@ -187,6 +205,21 @@ class CatalogKeyStore(KeyStore):
         return [_record(row) for row in rows]
 
     def signer_for(self, key_id: str) -> Signer:
+        with self._signers_lock:
+            signer = self._signers.get(key_id)
+            if signer is not None:
+                self._signers.move_to_end(key_id)
+                return signer
+            generation = self._signers_generation
+        signer = self._load(key_id)
+        with self._signers_lock:
+            if generation == self._signers_generation:
+                self._signers[key_id] = signer
+                while len(self._signers) > SIGNER_CACHE_SIZE:
+                    self._signers.popitem(last=False)
+        return signer
+
+    def _load(self, key_id: str) -> Signer:
         rows = self._db.select(
             f"SELECT {_PUBLIC_COLUMNS}, wrapped_private, kdf_salt, passphrase_alias, custody"
             " FROM signer_keys WHERE key_id = ?",
@@ -202,52 +235,24 @@ class CatalogKeyStore(KeyStore):
             raise KeyUnwrapError(f"key {key_id} is held in {row[11]!r} custody, which this signer is not configured for")
         return self._load_signer(record, Material(*row[8:11]))
 
-    def record_signature(self, key_id: str, version: int, payload_sha256: str, client_subject: str) -> None:
-        retired: tuple[str, Material] | None = None
+    def record_signatures(self, claims: Sequence[Claim], client_subject: str) -> list[SignerError | None]:
+        if not claims:
+            return []
         with self._db.transaction() as cur:
-            row = self._lock_row(cur, "key_id = ?", (key_id,))
-            if row is None:
-                raise KeyNotFoundError(f"the signer holds no key {key_id}")
-            collection, role, state, highest = row[1], row[2], row[3], int(row[4])
-            if state == "retired":
-                raise KeyRetiredError(f"key {key_id} is retired: it never signs again")
-            active = None
-            if state == "pending":
-                active = self._lock_row(cur, "collection = ? AND role = ? AND state = 'active'", (collection, role))
-                if active is not None:
-                    highest = max(highest, int(active[4]))
-            if version == highest:
-                raise VersionAlreadySignedError(
-                    f"version {version} already signed: key {key_id} ({collection} {role}) signs only versions "
-                    f"above {highest}",
-                    highest,
-                )
-            if version < highest:
-                raise RollbackRefusedError(
-                    f"key {key_id} already signed version {highest}; it will not sign the lower version {version}",
-                    highest,
-                )
-            if active is not None:
-                self._db.execute(
-                    cur,
-                    "UPDATE signer_keys SET state = 'retired', active = 0, wrapped_private = ?, kdf_salt = ''"
-                    " WHERE key_id = ?",
-                    (self._retired_material(active[5]), active[0]),
-                )
-                retired = (active[0], Material(active[5], active[6], active[7]))
-            self._db.execute(
-                cur,
-                "UPDATE signer_keys SET max_signed_version = ?, state = 'active', active = 1 WHERE key_id = ?",
-                (version, key_id),
-            )
-            self._db.execute(
-                cur,
-                f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (now_iso(), key_id, collection, role, version, payload_sha256, client_subject),
-            )
-        if retired is not None:
-            log.info("rotated collection=%s role=%s active key_id=%s retired key_id=%s", collection, role, key_id, retired[0])
-            self._destroy_quietly(*retired)
+            rows = self._lock_claimed(cur, sorted({claim.key_id for claim in claims}))
+            decision = decide({key_id: KeyState(*row[:5]) for key_id, row in rows.items()}, claims)
+            self._db.execute_all(cur, self._claim_writes(decision, rows, client_subject))
+        refused = {claim.key_id for claim, outcome in zip(claims, decision.outcomes)
+                   if isinstance(outcome, (KeyNotFoundError, KeyRetiredError))}
+        self._forget(*refused, *decision.retired)  # gone or retired, here or by another replica
+        for key_id in decision.promoted:
+            collection, role = rows[key_id][1:3]
+            retired = [r for r in decision.retired if rows[r][1:3] == (collection, role)]
+            log.info("rotated collection=%s role=%s active key_id=%s retired key_id=%s",
+                     collection, role, key_id, retired[0] if retired else "-")
+        for key_id in decision.retired:
+            self._destroy_quietly(key_id, Material(*rows[key_id][5:8]))
+        return decision.outcomes
 
     def retire_key(self, key_id: str) -> bool:
         with self._db.transaction() as cur:
@@ -259,6 +264,7 @@ class CatalogKeyStore(KeyStore):
                 "UPDATE signer_keys SET state = 'retired', active = 0, wrapped_private = ?, kdf_salt = '' WHERE key_id = ?",
                 (self._retired_material(row[5]), key_id),
             )
+        self._forget(key_id)
         self._destroy_quietly(key_id, Material(row[5], row[6], row[7]))
         return True
 
@@ -268,6 +274,7 @@ class CatalogKeyStore(KeyStore):
             if row is None:
                 return False
             self._db.execute(cur, "DELETE FROM signer_keys WHERE key_id = ?", (key_id,))
+        self._forget(key_id)
         if row[3] != "retired":
             self._destroy_quietly(key_id, Material(row[5], row[6], row[7]))
         return True
@@ -289,6 +296,7 @@ class CatalogKeyStore(KeyStore):
         self._ping_custody()
 
     def close(self) -> None:
+        self._forget_all()
         self._db.close()
 
     # -- helpers ----------------------------------------------------------------------------------------
@@ -326,6 +334,65 @@ class CatalogKeyStore(KeyStore):
     def _get_pending(self, collection: str, role: str) -> KeyRecord | None:
         return self._get_in_state(collection, role, "pending")
 
+    def _claim_writes(
+        self, decision: Decision, rows: dict[str, tuple[Any, ...]], client_subject: str
+    ) -> list[tuple[str, Sequence[Any]]]:
+        """The statements that make `decision` durable, in the order `Decision` gives."""
+        writes: list[tuple[str, Sequence[Any]]] = [
+            ("UPDATE signer_keys SET state = 'retired', active = 0, wrapped_private = ?, kdf_salt = '' WHERE key_id = ?",
+             (self._retired_material(rows[key_id][5]), key_id))
+            for key_id in decision.retired
+        ]
+        for part in _parts(sorted(decision.marks.items())):
+            writes.append((
+                f"UPDATE signer_keys SET max_signed_version = CASE key_id {' '.join(['WHEN ? THEN ?'] * len(part))}"
+                f" END WHERE key_id IN ({_marks(part)})",
+                [value for mark in part for value in mark] + [key_id for key_id, _ in part],
+            ))
+        for part in _parts(decision.promoted):
+            writes.append((f"UPDATE signer_keys SET state = 'active', active = 1 WHERE key_id IN ({_marks(part)})", part))
+        signed_at = now_iso()
+        for part in _parts(decision.accepted):
+            writes.append((
+                f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part)),
+                [value for claim in part for value in (
+                    signed_at, claim.key_id, rows[claim.key_id][1], rows[claim.key_id][2],
+                    claim.version, claim.payload_sha256, client_subject,
+                )],
+            ))
+        return writes
+
+    def _forget(self, *key_ids: str) -> None:
+        """Drop cached signers: their keys were retired, deleted or found gone."""
+        if not key_ids:
+            return
+        with self._signers_lock:
+            self._signers_generation += 1
+            for key_id in key_ids:
+                self._signers.pop(key_id, None)
+
+    def _forget_all(self) -> None:
+        with self._signers_lock:
+            self._signers_generation += 1
+            self._signers.clear()
+
+    def _lock_claimed(self, cur: Any, key_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """The rows of `key_ids` and the active row of the pair of each pending one, locked in key id order in
+        one statement (concurrent claims cannot deadlock), by key id."""
+        rows: dict[str, tuple[Any, ...]] = {}
+        for part in _parts(key_ids):
+            marks = _marks(part)
+            self._db.execute(
+                cur,
+                "SELECT key_id, collection, role, state, max_signed_version, wrapped_private, kdf_salt, passphrase_alias"
+                f" FROM signer_keys WHERE key_id IN ({marks}) OR (state = 'active' AND collection IN"
+                f" (SELECT collection FROM signer_keys WHERE key_id IN ({marks}) AND state = 'pending'))"
+                f" ORDER BY key_id{self._db.for_update}",
+                [*part, *part],
+            )
+            rows.update((row[0], (*row[:4], int(row[4]), *row[5:])) for row in cur.fetchall())
+        return rows
+
     def _lock_row(self, cur: Any, where: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         self._db.execute(
             cur,
@@ -341,3 +408,12 @@ class CatalogKeyStore(KeyStore):
             self._destroy(key_id, material)
         except Exception as e:  # the row is gone or retired either way; an orphan object cannot sign for us
             log.warning("could not destroy the private half of key_id=%s: %s", key_id, type(e).__name__)
+
+
+def _parts(items: Sequence[Any]) -> list[Sequence[Any]]:
+    """`items` in slices of at most `_ROWS_PER_STATEMENT`."""
+    return [items[i:i + _ROWS_PER_STATEMENT] for i in range(0, len(items), _ROWS_PER_STATEMENT)]
+
+
+def _marks(items: Sequence[Any]) -> str:
+    return ", ".join("?" * len(items))

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import abc
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from securesystemslib.signer import Signer, SSlibKey
 
-from tufnotary.signer.errors import InvalidRequestError
+from tufnotary.signer.claims import Claim
+from tufnotary.signer.errors import InvalidRequestError, SignerError
 
 ROLES = ("timestamp", "snapshot")
 STATES = ("active", "pending", "retired")
@@ -98,9 +100,13 @@ class KeyStore(abc.ABC):
     def get_active(self, collection: str, role: str) -> KeyRecord | None:
         """The active key of (collection, role), or None."""
 
-    @abc.abstractmethod
     def get_key(self, key_id: str) -> KeyRecord | None:
         """The key with this TUF key id, or None."""
+        return self.get_keys([key_id]).get(key_id)
+
+    @abc.abstractmethod
+    def get_keys(self, key_ids: Iterable[str]) -> dict[str, KeyRecord]:
+        """The keys with these ids that exist, by id, read in one go."""
 
     @abc.abstractmethod
     def list_keys(self, collection: str) -> list[KeyRecord]:
@@ -112,6 +118,9 @@ class KeyStore(abc.ABC):
 
         Raises `KeyNotFoundError` for an unknown id and `KeyUnwrapError` (naming the key id, never the
         secret) when the key cannot be unwrapped: wrong passphrase, unknown alias or altered row.
+        The signer may come from a per-process cache, dropped when this store retires, deletes or
+        rotates the key out; a key retired by *another* replica may still be handed out here, and
+        `record_signature` — which must precede every signature — refuses it.
         """
 
     @abc.abstractmethod
@@ -128,7 +137,6 @@ class KeyStore(abc.ABC):
         """Retire an active or pending key: it never signs again and its private half is destroyed;
         the public record stays listed. True if the key existed and was not already retired."""
 
-    @abc.abstractmethod
     def record_signature(self, key_id: str, version: int, payload_sha256: str, client_subject: str) -> None:
         """Claim `version` for the key and append the audit row, atomically across replicas; call it
         before signing, so that every signature handed out has its audit row.
@@ -136,6 +144,17 @@ class KeyStore(abc.ABC):
         Raises `VersionAlreadySignedError` / `RollbackRefusedError` (recording nothing) unless `version`
         is above every version the key signed (for a pending key: also above the active key's), `KeyRetiredError`
         for a retired key and `KeyNotFoundError` for an unknown one. Promotes a pending key (see `rotate_key`).
+        """
+        error = self.record_signatures([Claim(key_id, version, payload_sha256)], client_subject)[0]
+        if error is not None:
+            raise error
+
+    @abc.abstractmethod
+    def record_signatures(self, claims: Sequence[Claim], client_subject: str) -> list[SignerError | None]:
+        """`record_signature` for many claims in one transaction: each claim's outcome, in order (None:
+        recorded; else the error `record_signature` would raise). Claims are decided one after another
+        (`claims.decide`): a refused one records nothing and does not affect the others. The accepted ones
+        commit together; if the transaction fails (`KeyStoreUnavailableError`, raised) none is recorded.
         """
 
     @abc.abstractmethod

@@ -2,8 +2,9 @@
 
 Every call first checks the client certificate's subject against the allow-list. A signature is
 made only after the signing policy (`policy.check_payload`) accepted the payload and the key store
-recorded the version and the audit row (`KeyStore.record_signature`). Each error class maps to one
-gRPC status in `_STATUS`. Logs carry key ids, versions and payload digests, never payloads or secrets.
+recorded the version and the audit row (`KeyStore.record_signatures`: a batch claims a slice of items in one
+transaction). Each error class maps to one gRPC status in `_STATUS`. Logs carry key ids, versions and payload
+digests, never payloads or secrets.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ from securesystemslib.signer import Signer
 
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.signer import metrics
+from tufnotary.signer.claims import Claim
 from tufnotary.signer.errors import (
     ClientNotAllowedError,
     ConfigError,
@@ -34,13 +36,15 @@ from tufnotary.signer.errors import (
 from tufnotary.signer.health import Readiness
 from tufnotary.signer.keystore import KeyRecord, KeyStore
 from tufnotary.signer.logs import bind_request_id
-from tufnotary.signer.policy import SigningPolicy, check_payload
+from tufnotary.signer.policy import CheckedPayload, SigningPolicy, check_payload
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = signer_pb2.DESCRIPTOR.services_by_name["Signer"].full_name
 HIGHEST_SIGNED_METADATA = "tufnotary-highest-signed-version"
 MAX_BATCH = 10_000
+# Batch items claimed per transaction: row locks stay short and a cancelled call stops claiming soon.
+CLAIMS_PER_TRANSACTION = 200
 
 _STATUS: dict[type[SignerError], grpc.StatusCode] = {
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
@@ -208,71 +212,128 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
 
     # -- signing -------------------------------------------------------------------------------------
 
-    def _sign_one(
-        self, request: signer_pb2.SignRequest, subject: str, signers: dict[str, Signer] | None = None
-    ) -> signer_pb2.SignResponse:
-        record = self._keystore.get_key(request.key_id)
-        if record is None:
-            raise KeyNotFoundError(f"the signer holds no key {request.key_id}")
-        checked = check_payload(self._policy, record, request.collection, request.role, request.payload, self._clock())
-        # Unwrap before claiming, so that a failure changes nothing. A batch unwraps each key once;
-        # record_signature still refuses a key retired meanwhile.
-        signer = signers.get(record.key_id) if signers is not None else None
-        if signer is None:
-            signer = self._keystore.signer_for(record.key_id)
-            if signers is not None:
-                signers[record.key_id] = signer
-        self._keystore.record_signature(record.key_id, checked.version, checked.sha256, subject)
-        signature = signer.sign(request.payload)
-        metrics.signatures.labels(record.role, record.scheme).inc()
-        log.info(
-            "signed key_id=%s collection=%s role=%s version=%d payload_sha256=%s",
-            record.key_id, record.collection, record.role, checked.version, checked.sha256,
-        )
-        return signer_pb2.SignResponse(key_id=signature.keyid, signature=signature.signature)
+    def _sign_items(
+        self, items: Sequence[signer_pb2.SignRequest], subject: str, signed_level: int = logging.INFO
+    ) -> list[signer_pb2.SignResponse | Exception]:
+        """Each item's signature, or the exception that refused it, in order: one read of the items' keys,
+        the policy per item, then one transaction claiming every accepted version (`record_signatures`,
+        deciding as one claim after another would), and only then the signatures. Each signature is
+        logged at `signed_level`."""
+        results: list[signer_pb2.SignResponse | Exception | None] = [None] * len(items)
+        try:
+            records = self._keystore.get_keys(item.key_id for item in items)
+        except Exception as e:  # noqa: BLE001 - every item reports it
+            return [e] * len(items)
+        now = self._clock()
+        ready: list[tuple[int, KeyRecord, CheckedPayload, Signer]] = []
+        for index, item in enumerate(items):
+            try:
+                record = records.get(item.key_id)
+                if record is None:
+                    raise KeyNotFoundError(f"the signer holds no key {item.key_id}")
+                checked = check_payload(self._policy, record, item.collection, item.role, item.payload, now)
+                # Unwrap before claiming, so that a failure changes nothing.
+                ready.append((index, record, checked, self._keystore.signer_for(record.key_id)))
+            except Exception as e:  # noqa: BLE001 - reported for this item only
+                results[index] = e
+        claims = [Claim(record.key_id, checked.version, checked.sha256) for _, record, checked, _ in ready]
+        try:
+            outcomes: Sequence[Exception | None] = (
+                self._keystore.record_signatures(claims, subject) if claims else []
+            )
+        except Exception as e:  # noqa: BLE001 - nothing was recorded: every claimed item reports it
+            outcomes = [e] * len(claims)
+        for (index, record, checked, signer), outcome in zip(ready, outcomes):
+            if outcome is not None:
+                results[index] = outcome
+                continue
+            try:
+                signature = signer.sign(items[index].payload)
+            except Exception as e:  # noqa: BLE001 - reported for this item only
+                results[index] = e
+                continue
+            metrics.signatures.labels(record.role, record.scheme).inc()
+            log.log(
+                signed_level,
+                "signed key_id=%s collection=%s role=%s version=%d payload_sha256=%s",
+                record.key_id, record.collection, record.role, checked.version, checked.sha256,
+            )
+            results[index] = signer_pb2.SignResponse(key_id=signature.keyid, signature=signature.signature)
+        return results  # type: ignore[return-value]  # every index was filled
 
     def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
-        return self._run(context, "Sign", lambda subject: self._sign_one(request, subject))
+        def call(subject: str) -> signer_pb2.SignResponse:
+            result = self._sign_items([request], subject)[0]
+            if isinstance(result, Exception):
+                raise result
+            return result
+
+        return self._run(context, "Sign", call)
 
     def SignBatch(
         self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext
     ) -> Iterator[signer_pb2.SignBatchResult]:
+        for group in self._sign_batch(request, context, "SignBatch"):
+            yield from group
+
+    def SignBatchGrouped(
+        self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext
+    ) -> Iterator[signer_pb2.SignBatchResults]:
+        for group in self._sign_batch(request, context, "SignBatchGrouped"):
+            yield signer_pb2.SignBatchResults(results=group)
+
+    def _sign_batch(
+        self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext, method: str
+    ) -> Iterator[list[signer_pb2.SignBatchResult]]:
+        """The results of the batch, one list per slice of `CLAIMS_PER_TRANSACTION` items, each slice claimed
+        in one transaction; a cancelled call claims no further slice."""
+
         def check(subject: str) -> str:
             if len(request.requests) > MAX_BATCH:
                 raise InvalidRequestError(f"a batch holds at most {MAX_BATCH} payloads, not {len(request.requests)}")
             return subject
 
         started = time.perf_counter()
-        subject = self._run(context, "SignBatch", check, timed=False)
+        subject = self._run(context, method, check, timed=False)
         try:
-            yield from self._sign_batch_items(request, context, subject)
-        finally:
-            metrics.rpc_latency.labels("SignBatch").observe(time.perf_counter() - started)
-
-    def _sign_batch_items(
-        self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext, subject: str
-    ) -> Iterator[signer_pb2.SignBatchResult]:
-        signers: dict[str, Signer] = {}
-        for index, item in enumerate(request.requests):
-            if not context.is_active():
-                log.warning("SignBatch cancelled by the client after %d of %d items", index, len(request.requests))
-                return
-            try:
-                result = signer_pb2.SignBatchResult(index=index, signature=self._sign_one(item, subject, signers))
-            except SignerError as e:
-                self._refused("SignBatch item", e)
-                error = signer_pb2.SignError(code=e.code, grpc_status=status_for(e).value[0], message=e.message)
-                if isinstance(e, VersionRefusedError):
-                    error.highest_signed_version = e.highest
-                result = signer_pb2.SignBatchResult(index=index, error=error)
-            except Exception:
-                log.exception("SignBatch item %d failed", index)
-                error = signer_pb2.SignError(
-                    code="INTERNAL", grpc_status=grpc.StatusCode.INTERNAL.value[0],
-                    message="internal signer error; see the signer's log",
+            total = len(request.requests)
+            for start in range(0, total, CLAIMS_PER_TRANSACTION):
+                if not context.is_active():
+                    log.warning("%s cancelled by the client after %d of %d items", method, start, total)
+                    return
+                chunk = request.requests[start:start + CLAIMS_PER_TRANSACTION]
+                # One line per slice, each signature at DEBUG: formatting a log line per item cost as much as
+                # signing it. The audit table holds every signature's key, version and payload digest.
+                results = self._sign_items(chunk, subject, signed_level=logging.DEBUG)
+                signed = sum(isinstance(r, signer_pb2.SignResponse) for r in results)
+                log.info(
+                    "signed batch items=%d-%d of %d signed=%d refused=%d client=%s",
+                    start, start + len(chunk) - 1, total, signed, len(chunk) - signed, subject,
                 )
-                result = signer_pb2.SignBatchResult(index=index, error=error)
-            yield result
+                yield [self._batch_result(start + offset, result) for offset, result in enumerate(results)]
+        finally:
+            metrics.rpc_latency.labels(method).observe(time.perf_counter() - started)
+
+    def _batch_result(
+        self, index: int, result: signer_pb2.SignResponse | Exception
+    ) -> signer_pb2.SignBatchResult:
+        if isinstance(result, signer_pb2.SignResponse):
+            return signer_pb2.SignBatchResult(index=index, signature=result)
+        if isinstance(result, SignerError):
+            self._refused("SignBatch item", result)
+            error = signer_pb2.SignError(
+                code=result.code, grpc_status=status_for(result).value[0], message=result.message
+            )
+            if isinstance(result, VersionRefusedError):
+                error.highest_signed_version = result.highest
+            return signer_pb2.SignBatchResult(index=index, error=error)
+        log.error("SignBatch item %d failed", index, exc_info=result)
+        metrics.refusals.labels("SignBatch item", "INTERNAL").inc()
+        error = signer_pb2.SignError(
+            code="INTERNAL", grpc_status=grpc.StatusCode.INTERNAL.value[0],
+            message="internal signer error; see the signer's log",
+        )
+        return signer_pb2.SignBatchResult(index=index, error=error)
 
 
 def add_signer(server: grpc.Server, servicer: SignerServicer) -> None:

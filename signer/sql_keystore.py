@@ -42,12 +42,13 @@ class SqlKeyStore(CatalogKeyStore):
         self._passphrases = dict(passphrases)
         self._default_alias = default_alias
         self._keks: dict[tuple[str, str], bytes] = {}
+        self._salts: dict[str, bytes] = {}  # alias -> the salt this process wraps new keys with
         self._keks_lock = threading.Lock()
 
     def _generate(self, algorithm: str) -> tuple[SSlibKey, Material]:
         signer = _generate(algorithm)
         key = signer.public_key
-        salt = keywrap.new_salt()
+        salt = self._salt(self._default_alias)
         wrapped = keywrap.wrap(signer.private_bytes, self._kek(self._default_alias, salt), key.keyid)
         return key, Material(wrapped, salt.hex(), self._default_alias)
 
@@ -72,7 +73,7 @@ class SqlKeyStore(CatalogKeyStore):
         """
         if to_alias not in self._passphrases:
             raise ConfigError(f"no passphrase is configured for the alias {to_alias!r}: add it before rewrapping")
-        salt = keywrap.new_salt()  # one salt for the batch: one scrypt derivation for any number of keys
+        salt = self._salt(to_alias)  # one scrypt derivation for any number of keys
         kek = self._kek(to_alias, salt)
         for _ in range(REWRAP_ATTEMPTS):
             rows = self._db.select(
@@ -120,7 +121,14 @@ class SqlKeyStore(CatalogKeyStore):
             raise KeyUnwrapError(f"cannot unwrap the private key of {key_id}: its stored salt was altered") from None
         return keywrap.unwrap(material.wrapped_private, self._kek(alias, salt), key_id)
 
+    def _salt(self, alias: str) -> bytes:
+        """The salt of the keys this process wraps under `alias`: random, drawn once per process, so that
+        scrypt runs once per alias rather than once per key (each wrap still has its own content key)."""
+        with self._keks_lock:
+            return self._salts.setdefault(alias, keywrap.new_salt())
+
     def _kek(self, alias: str, salt: bytes) -> bytes:
+        """The KEK of (alias, salt), derived at most once per process (scrypt is the point: it is slow)."""
         cache_key = (alias, salt.hex())
         with self._keks_lock:
             kek = self._keks.get(cache_key)

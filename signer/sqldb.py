@@ -1,19 +1,21 @@
 """The signer's SQL connection layer: SQLite (`sqlite:///path`) or PostgreSQL (`postgresql://...`), one
-transaction helper for both, and versioned migrations applied once under a lock."""
+transaction helper for both over a pool of kept connections (`pool.ConnectionPool`), and versioned
+migrations applied once under a lock."""
 
 from __future__ import annotations
 
 import datetime
+import select
 import sqlite3
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Union
 
 import psycopg2
-import psycopg2.pool
+import psycopg2.extensions
 
 from tufnotary.signer.errors import ConfigError, KeyStoreUnavailableError
+from tufnotary.signer.pool import ConnectionPool
 
 # A migration statement is plain SQL for both dialects, or {"sqlite": ..., "postgres": ...}.
 Statement = Union[str, Mapping[str, str]]
@@ -26,18 +28,31 @@ class _Sqlite:
     dialect = "sqlite"
     for_update = ""  # BEGIN IMMEDIATE already serialises writers
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_connections: int) -> None:
         if not path or path == ":memory:":
             raise ConfigError("the signer database needs a file path: sqlite:///relative.db or sqlite:////abs.db")
         self.path = path
         self.integrity_error: type[Exception] = sqlite3.IntegrityError
         self.error: type[Exception] = sqlite3.Error
+        self.pool = ConnectionPool(self._connect, max_connections)
+
+    def _connect(self) -> sqlite3.Connection:
+        # Pooled connections move between threads, one thread at a time (the pool hands each out once).
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            # WAL: readers never wait for the writer. synchronous stays FULL (the default): a claimed
+            # high-water mark must survive a power loss, or a version could be signed twice.
+            conn.execute("PRAGMA journal_mode = WAL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Any]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn = self.pool.acquire()
         try:
-            conn.execute("PRAGMA busy_timeout = 30000")
             # Writers take the lock up front so that read-then-write transactions cannot deadlock.
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
@@ -47,7 +62,20 @@ class _Sqlite:
                 raise
             conn.execute("COMMIT")
         finally:
-            conn.close()
+            # Still in a transaction after a failed COMMIT or ROLLBACK: never hand this connection out again.
+            self.pool.release(conn, broken=conn.in_transaction)
+
+    def query(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
+        """One statement on its own: SQLite makes it a transaction by itself."""
+        conn = self.pool.acquire()
+        try:
+            return conn.execute(statement, params).fetchall()
+        finally:
+            self.pool.release(conn, broken=conn.in_transaction)
+
+    def execute_all(self, cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        for statement, params in statements:  # in-process: no round trips to save
+            cur.execute(statement, tuple(params))
 
     def sql(self, statement: str) -> str:
         return statement
@@ -56,7 +84,7 @@ class _Sqlite:
         pass
 
     def close(self) -> None:
-        pass
+        self.pool.close()
 
 
 class _Postgres:
@@ -65,31 +93,64 @@ class _Postgres:
 
     def __init__(self, url: str, max_connections: int) -> None:
         self.url = url
-        self.max_connections = max_connections
         self.integrity_error = psycopg2.IntegrityError
         self.error = psycopg2.Error
-        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
-        self._lock = threading.Lock()
+        self.pool = ConnectionPool(self._connect, max_connections, is_stale=_pg_stale)
 
-    def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
-        with self._lock:
-            if self._pool is None:
-                self._pool = psycopg2.pool.ThreadedConnectionPool(0, self.max_connections, self.url, connect_timeout=5)
-            return self._pool
+    def _connect(self) -> Any:
+        conn = psycopg2.connect(self.url, connect_timeout=5, keepalives=1, keepalives_idle=30)
+        # We send BEGIN and COMMIT ourselves, BEGIN in the same round trip as the first statement;
+        # a lone read needs neither.
+        conn.autocommit = True
+        return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        conn = self.pool.acquire()
+        broken = False
+        try:
+            yield conn
+        except psycopg2.InterfaceError:
+            broken = True
+            raise
+        except psycopg2.OperationalError as e:
+            # No SQLSTATE: the connection itself failed (server gone, network). A deadlock or a lock
+            # timeout has one and leaves a usable connection.
+            broken = e.pgcode is None
+            raise
+        finally:
+            self.pool.release(conn, broken=broken or bool(conn.closed))
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Any]:
-        pool = self._get_pool()
-        conn = pool.getconn()
-        broken = False
-        try:
-            with conn, conn.cursor() as cur:
+        with self._connection() as conn, conn.cursor() as raw:
+            cur = _PgTransaction(raw)
+            try:
                 yield cur
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            broken = True
-            raise
-        finally:
-            pool.putconn(conn, close=broken or bool(conn.closed))
+                cur.commit()
+            except BaseException:
+                if not conn.closed and conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                    raw.execute("ROLLBACK")  # a failure here marks the connection broken
+                raise
+
+    def query(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
+        """One read statement on its own (autocommit): one round trip. A kept connection the server
+        dropped just before (a race the stale check cannot see) is replaced once: a read is safe to repeat."""
+        try:
+            return self._query_once(statement, params)
+        except (psycopg2.InterfaceError, psycopg2.OperationalError) as e:
+            if getattr(e, "pgcode", None) is not None:
+                raise
+            return self._query_once(statement, params)
+
+    def _query_once(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()
+
+    def execute_all(self, cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Several statements in one round trip (their results are not needed)."""
+        cur.execute_all(statements)
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
@@ -98,10 +159,55 @@ class _Postgres:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
 
     def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.closeall()
-                self._pool = None
+        self.pool.close()
+
+
+class _PgTransaction:
+    """A cursor that saves round trips: its first statement also opens the transaction ("BEGIN; ..."),
+    and writes whose results are not needed (`execute_all`) wait to ride along with the next statement
+    or with the COMMIT. Statements still run in the order they were given."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.begun = False
+        self._pending: list[bytes] = []
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self._run(self.raw.mogrify(statement, tuple(params)) if params else statement.encode("utf-8"))
+
+    def execute_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        self._pending.extend(self.raw.mogrify(s, tuple(p)) for s, p in statements)
+
+    def commit(self) -> None:
+        if self.begun or self._pending:
+            self._run(b"COMMIT")
+
+    def _run(self, statement: bytes) -> None:
+        parts = ([] if self.begun else [b"BEGIN"]) + self._pending + [statement]
+        self.begun, self._pending = True, []
+        self.raw.execute(b"; ".join(parts))
+
+    def fetchone(self) -> Any:
+        return self.raw.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self.raw.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return int(self.raw.rowcount)
+
+
+def _pg_stale(conn: Any) -> bool:
+    """An idle connection the server has spoken on (its termination notice on a restart or
+    idle timeout) or that is no longer idle: a zero-timeout poll, no round trip."""
+    if conn.closed or conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 class Database:
@@ -109,7 +215,7 @@ class Database:
 
     def __init__(self, url: str, *, max_connections: int = 16) -> None:
         if url.startswith("sqlite:///"):
-            self._db: _Sqlite | _Postgres = _Sqlite(url.removeprefix("sqlite:///"))
+            self._db: _Sqlite | _Postgres = _Sqlite(url.removeprefix("sqlite:///"), max_connections)
         elif url.startswith(("postgresql://", "postgres://")):
             self._db = _Postgres(url, max_connections)
         else:
@@ -120,21 +226,37 @@ class Database:
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Any]:
-        try:
+        with self._translated():
             with self._db.transaction(write) as cur:
                 yield cur
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
         except self._db.integrity_error:
             raise
         except self._db.error as e:
             raise KeyStoreUnavailableError(f"the signer key database failed: {type(e).__name__}") from e
 
+    @property
+    def connections_opened(self) -> int:
+        """How many connections this process opened so far (they are kept and reused)."""
+        return self._db.pool.connects
+
     def execute(self, cur: Any, statement: str, params: Sequence[Any] = ()) -> None:
         cur.execute(self._db.sql(statement), tuple(params))
 
+    def execute_all(self, cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run the statements in order; for writes whose results (rows, counts) are not needed. On
+        PostgreSQL they travel with the transaction's next statement or its COMMIT (no round trip of
+        their own), so their errors surface there — at the latest when the transaction ends."""
+        self._db.execute_all(cur, [(self._db.sql(s), p) for s, p in statements])
+
     def select(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.transaction(write=False) as cur:
-            self.execute(cur, statement, params)
-            return [tuple(row) for row in cur.fetchall()]
+        """The rows of one read statement, which sees one consistent state of the database by itself."""
+        with self._translated():
+            return [tuple(row) for row in self._db.query(self._db.sql(statement), tuple(params))]
 
     def migrate(self, migrations: Sequence[Migration]) -> None:
         """Apply the migrations not yet recorded in schema_migrations, in one transaction."""

@@ -1,17 +1,25 @@
 """(8) Our signer's rate over gRPC (single `Sign` and `SignBatch`, through the server's `RemoteSigner`)
 beside the raw in-process rate of the same key type (securesystemslib `CryptoSigner`, ed25519): the
-physical limit of one core."""
+physical limit of one core.
+
+The rates are wall-clock and include the client's side (building each payload, verifying each returned
+signature), on a machine whose cores the client, the signer and PostgreSQL share. The signer process's
+own CPU time per signature (from /proc) is reported too: it does not move with the machine's load, and
+1e6 / (CPU µs per signature) is the rate one signer core would reach with the client elsewhere."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from securesystemslib.signer import CryptoSigner
+import grpc
+from securesystemslib.signer import CryptoSigner, Key, Signature
 from tuf.api.serialization.json import CanonicalJSONSerializer
 
 from tests.stack import Stack
+from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.server.publish import build_timestamp
 from tufnotary.server.remote_signer import RemoteSigner
 
@@ -21,6 +29,17 @@ _SNAPSHOT = b'{"signed":{}}'
 def _payload(version: int) -> bytes:
     expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
     return CanonicalJSONSerializer().serialize(build_timestamp(version, expires, _SNAPSHOT, 1).signed)
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` so far (all its threads); 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
@@ -40,14 +59,18 @@ def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
             versions[collection] += 1
             return _payload(versions[collection])
 
-        count, started = 0, time.perf_counter()
+        proc = stack.procs.get("signer")
+        pid = proc.pid if proc is not None else None
+
+        count, started, cpu = 0, time.perf_counter(), _cpu_seconds(pid)
         while time.perf_counter() - started < seconds:
             collection, key = pairs[count % keys]
             signer.sign(key, next_payload(collection), collection, "timestamp")
             count += 1
         single = count / (time.perf_counter() - started)
+        single_cpu = (_cpu_seconds(pid) - cpu) / count
 
-        count, started = 0, time.perf_counter()
+        count, started, cpu = 0, time.perf_counter(), _cpu_seconds(pid)
         while time.perf_counter() - started < seconds:
             items = [(key, next_payload(collection)) for collection, key in pairs]
             results = signer.sign_batch(items)
@@ -56,6 +79,9 @@ def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
                 raise RuntimeError(f"batch signing refused: {failed[0]}")
             count += len(items)
         batch = count / (time.perf_counter() - started)
+        batch_cpu = (_cpu_seconds(pid) - cpu) / count
+
+        grouped, grouped_cpu = _grouped_rate(stack, pairs, next_payload, pid, seconds)
     finally:
         signer.close()
 
@@ -68,4 +94,41 @@ def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
     return {"signer Sign (gRPC, 1 per call) sig/s": single,
             f"signer SignBatch ({keys} per call) sig/s": batch,
             "raw in-process ed25519 sig/s (1 core)": raw,
-            "batch / raw": batch / raw}
+            "batch / raw": batch / raw,
+            f"signer SignBatchGrouped ({keys} per call, raw stub, client verifies) sig/s": grouped,
+            "grouped batch / raw": grouped / raw,
+            "signer process CPU µs per Sign": single_cpu * 1e6,
+            "signer process CPU µs per SignBatch item": batch_cpu * 1e6,
+            "SignBatch sig/s per signer core (1e6 / CPU µs)": 1 / batch_cpu if batch_cpu else 0.0,
+            "per signer core / raw": (1 / batch_cpu) / raw if batch_cpu else 0.0,
+            "signer process CPU µs per SignBatchGrouped item": grouped_cpu * 1e6,
+            "SignBatchGrouped sig/s per signer core (1e6 / CPU µs)": 1 / grouped_cpu if grouped_cpu else 0.0,
+            "grouped per signer core / raw": (1 / grouped_cpu) / raw if grouped_cpu else 0.0}
+
+
+def _grouped_rate(stack: Stack, pairs: list[tuple[str, Key]], next_payload: Callable[[str], bytes],
+                  pid: int | None, seconds: float) -> tuple[float, float]:
+    """SignBatchGrouped (one message per group of results) through a plain stub — RemoteSigner does not
+    call it yet — doing the client work RemoteSigner does: build each payload, verify each signature.
+    Returns (sig/s, signer CPU seconds per signature)."""
+    certs = stack.certs
+    credentials = grpc.ssl_channel_credentials(
+        certs.ca_cert.read_bytes(), certs.client_key.read_bytes(), certs.client_cert.read_bytes()
+    )
+    with grpc.secure_channel(stack.signer_address.replace("127.0.0.1", "localhost"), credentials) as channel:
+        stub = signer_pb2_grpc.SignerStub(channel)
+        count, started, cpu = 0, time.perf_counter(), _cpu_seconds(pid)
+        while time.perf_counter() - started < seconds:
+            items = [(collection, key, next_payload(collection)) for collection, key in pairs]
+            request = signer_pb2.SignBatchRequest(requests=[
+                signer_pb2.SignRequest(key_id=key.keyid, payload=payload, collection=collection, role="timestamp")
+                for collection, key, payload in items
+            ])
+            for group in stub.SignBatchGrouped(request, timeout=30):
+                for result in group.results:
+                    if not result.HasField("signature"):
+                        raise RuntimeError(f"batch signing refused: {result.error.code}: {result.error.message}")
+                    _, key, payload = items[result.index]
+                    key.verify_signature(Signature(key.keyid, result.signature.signature), payload)
+                    count += 1
+        return count / (time.perf_counter() - started), (_cpu_seconds(pid) - cpu) / count

@@ -15,6 +15,7 @@ import pytest
 from tuf.api.metadata import Key, Metadata, Root, Timestamp, MetaFile
 
 from tufnotary.signer.catalog import MIGRATIONS
+from tufnotary.signer.claims import Claim
 from tufnotary.signer.config import Pkcs11Config
 from tufnotary.signer.errors import (
     InvalidRequestError,
@@ -287,3 +288,149 @@ def test_unknown_key(store: KeyStore) -> None:
 
 def test_ping_answers_while_the_store_is_reachable(store: KeyStore) -> None:
     store.ping()
+
+
+# -- cached signers: dropped when the key stops signing, here or on another replica ----------------------------
+
+
+def test_a_cached_signer_is_dropped_when_this_store_retires_or_deletes_its_key(store: KeyStore) -> None:
+    retired = store.create_key(COLLECTION, "timestamp")
+    deleted = store.create_key(COLLECTION, "snapshot")
+    assert store.signer_for(retired.key_id) is store.signer_for(retired.key_id)  # unwrapped once, then cached
+    store.signer_for(deleted.key_id)
+    store.retire_key(retired.key_id)
+    store.delete_key(deleted.key_id)
+    with pytest.raises(KeyRetiredError):
+        store.signer_for(retired.key_id)
+    with pytest.raises(KeyNotFoundError):
+        store.signer_for(deleted.key_id)
+
+
+def test_a_cached_signer_is_dropped_when_a_rotation_retires_its_key(store: KeyStore) -> None:
+    old = store.create_key(COLLECTION, "timestamp")
+    store.signer_for(old.key_id)
+    new = store.rotate_key(COLLECTION, "timestamp")
+    store.record_signature(new.key_id, 1, SHA, "CN=server")
+    with pytest.raises(KeyRetiredError):
+        store.signer_for(old.key_id)
+
+
+@pytest.mark.parametrize("change", ["retire", "delete", "rotate"])
+def test_a_signer_cached_on_one_replica_cannot_sign_after_another_retires_its_key(
+    replicas: Callable[[], KeyStore], url: str, change: str
+) -> None:
+    serving, admin = replicas(), replicas()
+    record = serving.create_key(COLLECTION, "timestamp")
+    serving.record_signature(record.key_id, 1, SHA, "CN=server")
+    serving.signer_for(record.key_id)  # cached on the serving replica
+    if change == "retire":
+        admin.retire_key(record.key_id)
+    elif change == "delete":
+        admin.delete_key(record.key_id)
+    else:
+        admin.record_signature(admin.rotate_key(COLLECTION, "timestamp").key_id, 2, SHA, "CN=server")
+    before = state(url)
+    expected = KeyNotFoundError if change == "delete" else KeyRetiredError
+    with pytest.raises(expected):  # the claim, which precedes every signature, is the guard
+        serving.record_signature(record.key_id, 3, SHA, "CN=server")
+    assert state(url) == before
+    with pytest.raises(expected):  # and the refusal dropped the cached signer
+        serving.signer_for(record.key_id)
+
+
+# -- record_signatures: many claims in one transaction, decided as one after another -------------------------------
+
+
+def test_a_batch_of_claims_decides_each_as_if_made_one_after_another(store: KeyStore, url: str) -> None:
+    ts = store.create_key(COLLECTION, "timestamp")
+    snap = store.create_key(COLLECTION, "snapshot")
+    outcomes = store.record_signatures(
+        [
+            Claim(ts.key_id, 1, "01" * 32),
+            Claim(ts.key_id, 1, "02" * 32),  # equal to the claim just accepted
+            Claim(snap.key_id, 5, "03" * 32),
+            Claim("0" * 64, 1, "04" * 32),  # unknown key
+            Claim(snap.key_id, 3, "05" * 32),  # below the claim just accepted
+            Claim(ts.key_id, 2, "06" * 32),
+        ],
+        "CN=server",
+    )
+    assert [type(o).__name__ if o else None for o in outcomes] == [
+        None, "VersionAlreadySignedError", None, "KeyNotFoundError", "RollbackRefusedError", None
+    ]
+    assert outcomes[1].highest == 1 and outcomes[4].highest == 5  # type: ignore[union-attr]
+    assert [(e.key_id, e.version, e.payload_sha256) for e in store.audit_entries()] == [
+        (ts.key_id, 1, "01" * 32), (snap.key_id, 5, "03" * 32), (ts.key_id, 2, "06" * 32)
+    ]
+    assert {k.key_id: k.max_signed_version for k in store.list_keys(COLLECTION)} == {ts.key_id: 2, snap.key_id: 5}
+    assert store.record_signatures([], "CN=server") == []
+
+
+def test_a_batch_of_claims_rotates_at_the_pending_keys_first_accepted_claim(store: KeyStore) -> None:
+    old = store.create_key(COLLECTION, "timestamp")
+    store.record_signature(old.key_id, 1, SHA, "CN=server")
+    new = store.rotate_key(COLLECTION, "timestamp")
+    outcomes = store.record_signatures(
+        [
+            Claim(old.key_id, 2, SHA),  # the old key keeps working until the switch
+            Claim(new.key_id, 2, SHA),  # the pending key must go above the active key's mark
+            Claim(new.key_id, 3, SHA),  # the switch
+            Claim(old.key_id, 4, SHA),  # the old key is retired now
+            Claim(new.key_id, 4, SHA),
+        ],
+        "CN=server",
+    )
+    assert [type(o).__name__ if o else None for o in outcomes] == [
+        None, "VersionAlreadySignedError", None, "KeyRetiredError", None
+    ]
+    assert [(k.key_id, k.state, k.max_signed_version) for k in store.list_keys(COLLECTION)] == [
+        (old.key_id, "retired", 2), (new.key_id, "active", 4)
+    ]
+    assert [(e.key_id, e.version) for e in store.audit_entries()] == [
+        (old.key_id, 1), (old.key_id, 2), (new.key_id, 3), (new.key_id, 4)
+    ]
+
+
+def test_a_batch_of_claims_whose_transaction_fails_records_nothing(store: KeyStore, url: str) -> None:
+    record = store.create_key(COLLECTION, "timestamp")
+    before = state(url)
+    with pytest.raises((sqlite3.IntegrityError, psycopg2.IntegrityError)):
+        # The second audit row breaks a NOT NULL constraint: the first claim must not stay recorded either.
+        store.record_signatures([Claim(record.key_id, 1, SHA), Claim(record.key_id, 2, None)], "CN=server")  # type: ignore[arg-type]
+    assert state(url) == before
+    store.record_signature(record.key_id, 1, SHA, "CN=server")  # the store is still usable
+
+
+def test_replicas_claiming_overlapping_batches_at_once_neither_deadlock_nor_sign_twice(
+    replicas: Callable[[], KeyStore], url: str
+) -> None:
+    workers = [replicas() for _ in range(3)]
+    keys = [workers[0].create_key(f"team/c{i}", "timestamp").key_id for i in range(8)]
+    errors: list[BaseException] = []
+    accepted: list[tuple[str, int]] = []
+    barrier = threading.Barrier(len(workers))
+
+    def claim_batches(store: KeyStore, seed: int) -> None:
+        order = keys[seed:] + keys[:seed]  # each replica claims the same keys in another order
+        try:
+            barrier.wait()
+            for version in range(1, 11):
+                batch = [Claim(key_id, version, SHA) for key_id in (order if version % 2 else order[::-1])]
+                for claim, outcome in zip(batch, store.record_signatures(batch, "CN=server")):
+                    if outcome is None:
+                        accepted.append((claim.key_id, claim.version))
+                    elif not isinstance(outcome, (VersionAlreadySignedError, RollbackRefusedError)):
+                        raise outcome
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=claim_batches, args=(w, i * 3)) for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert len(accepted) == len(set(accepted))  # no (key, version) accepted twice
+    audited = raw_query(url, "SELECT key_id, version FROM signer_audit")
+    assert sorted(audited) == sorted(accepted)
+    assert {k.key_id: k.max_signed_version for k in workers[0].get_keys(keys).values()} == {k: 10 for k in keys}

@@ -8,12 +8,13 @@ import logging
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from securesystemslib.signer import Signature
 
-from tests.signer.harness import tuf_payload
+from tests.signer.harness import RunningSigner, tuf_payload
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.server.errors import SignerRefusedError
 from tufnotary.server.remote_signer import RemoteSigner
-from tufnotary.signer.service import SERVICE_NAME
+from tufnotary.signer.service import CLAIMS_PER_TRANSACTION, SERVICE_NAME
 
 COLLECTION = "wabbit-networks/net-monitor"
 
@@ -91,3 +92,52 @@ def test_sign_logs_the_payload_digest_never_the_payload(
         f"payload_sha256={hashlib.sha256(payload).hexdigest()}"
     ]
     assert not any("a1b2c3" in r.getMessage() for r in caplog.records)
+
+
+def test_a_batch_longer_than_one_transaction_decides_each_item_in_order(
+    running: RunningSigner, client: RemoteSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert CLAIMS_PER_TRANSACTION < 250
+    key = client.create_key(COLLECTION, "timestamp")
+    versions = list(range(1, 2 * CLAIMS_PER_TRANSACTION + 51))
+    versions[CLAIMS_PER_TRANSACTION] = versions[CLAIMS_PER_TRANSACTION - 1]  # repeats the previous slice's last
+    versions[CLAIMS_PER_TRANSACTION + 100] = 5  # far below what the key signed by then
+    payloads = [tuf_payload("timestamp", v) for v in versions]
+    with caplog.at_level(logging.INFO, logger="tufnotary.signer"):
+        results = client.sign_batch([(key, p) for p in payloads])
+    refused = {i: type(r).__name__ for i, r in enumerate(results) if isinstance(r, Exception)}
+    assert refused == {CLAIMS_PER_TRANSACTION: "VersionConflictError", CLAIMS_PER_TRANSACTION + 100: "VersionConflictError"}
+    for payload, result in zip(payloads, results):
+        if not isinstance(result, Exception):
+            key.verify_signature(result, payload)
+    accepted = [v for i, v in enumerate(versions) if i not in refused]
+    assert [e.version for e in running.keystore.audit_entries(key_id=key.keyid)] == accepted
+    assert running.keystore.get_key(key.keyid).max_signed_version == versions[-1]  # type: ignore[union-attr]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("signed ")]
+    assert len(lines) == 3 and all(line.startswith("signed batch items=") for line in lines)
+    assert "signed=198 refused=2" in lines[1]  # both refusals fall in the second slice
+    assert not any(p.decode() in r.getMessage() for p in payloads[:3] for r in caplog.records)
+
+
+def test_grouped_batch_answers_as_signbatch_does_one_message_per_transaction(
+    running: RunningSigner, channel: grpc.Channel
+) -> None:
+    stub = signer_pb2_grpc.SignerStub(channel)
+    key = running.keystore.create_key(COLLECTION, "timestamp")
+    versions = list(range(1, 2 * CLAIMS_PER_TRANSACTION + 51))
+    versions[7] = 3  # below what the key signed by then
+    requests = [signer_pb2.SignRequest(key_id=key.key_id, payload=tuf_payload("timestamp", v), collection=COLLECTION,
+                                       role="timestamp") for v in versions]
+    requests.append(signer_pb2.SignRequest(key_id="0" * 64, payload=requests[0].payload, collection=COLLECTION,
+                                           role="timestamp"))
+    groups = list(stub.SignBatchGrouped(signer_pb2.SignBatchRequest(requests=requests), timeout=60))
+    assert [len(g.results) for g in groups] == [CLAIMS_PER_TRANSACTION, CLAIMS_PER_TRANSACTION, 51]
+    results = [r for g in groups for r in g.results]
+    assert [r.index for r in results] == list(range(len(requests)))
+    errors = {r.index: (r.error.code, r.error.highest_signed_version) for r in results if r.HasField("error")}
+    assert errors == {7: ("ROLLBACK_REFUSED", 7), len(requests) - 1: ("KEY_NOT_FOUND", 0)}
+    public = running.keystore.get_key(key.key_id).to_sslib_key()  # type: ignore[union-attr]
+    for request, result in zip(requests, results):
+        if result.HasField("signature"):
+            public.verify_signature(Signature(result.signature.key_id, result.signature.signature), request.payload)
+    assert [e.version for e in running.keystore.audit_entries(key_id=key.key_id)] == versions[:7] + versions[8:]

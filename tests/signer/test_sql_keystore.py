@@ -13,8 +13,10 @@ from typing import Any
 import psycopg2
 import pytest
 from cryptography.hazmat.primitives import serialization
+from jose import jwe
 from securesystemslib.signer import CryptoSigner
 
+from tufnotary.signer import keywrap
 from tufnotary.signer.errors import ConfigError, KeyUnwrapError
 from tufnotary.signer.sql_keystore import SqlKeyStore
 
@@ -240,3 +242,82 @@ def test_rewrap_under_live_traffic(database_url: str) -> None:
             new_only.signer_for(key_id).sign(b"still signs")
     finally:
         new_only.close()
+
+
+# -- one scrypt derivation per (alias, salt) and process; one content key per wrapped key -----------------------
+
+
+def _count_derivations(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    salts: list[bytes] = []
+    real = keywrap.derive_kek
+
+    def counting(passphrase: str, salt: bytes) -> bytes:
+        salts.append(salt)
+        return real(passphrase, salt)
+
+    monkeypatch.setattr(keywrap, "derive_kek", counting)
+    return salts
+
+
+def test_creating_keys_derives_one_kek_and_wraps_each_key_on_its_own(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    derived = _count_derivations(monkeypatch)
+    store = open_store(database_url)
+    try:
+        keys = [store.create_key(f"team/c{i}", "timestamp").key_id for i in range(5)]
+    finally:
+        store.close()
+    assert len(derived) == 1
+    rows = raw_query(database_url, "SELECT wrapped_private, kdf_salt FROM signer_keys")
+    assert {salt for _, salt in rows} == {derived[0].hex()}
+    headers = [jwe.get_unverified_header(wrapped) for wrapped, _ in rows]
+    assert {(h["alg"], h["enc"]) for h in headers} == {("A256KW", "A256GCM")}
+    encrypted_keys = {wrapped.split(".")[1] for wrapped, _ in rows}
+    ivs = {wrapped.split(".")[2] for wrapped, _ in rows}
+    assert len(encrypted_keys) == len(ivs) == 5  # a fresh content key and IV per key
+    replica = open_store(database_url)
+    try:
+        for key_id in keys:
+            replica.signer_for(key_id).sign(b"opens")
+    finally:
+        replica.close()
+    assert len(derived) == 2  # the replica derived the shared KEK once for all five keys
+
+
+def test_a_key_wrapped_the_earlier_way_still_unwraps_and_rewraps(database_url: str) -> None:
+    """Keys stored before: JWE `dir` (the KEK as content key) under a salt of their own."""
+    store = rotation_store(database_url)
+    record = store.create_key(COLLECTION, "timestamp")
+    private_pem = store.signer_for(record.key_id).private_bytes  # type: ignore[attr-defined]
+    store.close()
+    salt = keywrap.new_salt()
+    legacy = jwe.encrypt(private_pem, keywrap.derive_kek(PASSPHRASE, salt), algorithm="dir",
+                         encryption="A256GCM", kid=record.key_id).decode()
+    raw_query(database_url, "UPDATE signer_keys SET wrapped_private = ?, kdf_salt = ? WHERE key_id = ?",
+              (legacy, salt.hex(), record.key_id))
+    store = rotation_store(database_url, default="new")
+    try:
+        signature = store.signer_for(record.key_id).sign(b"legacy")
+        assert store.rewrap("new") == 1
+    finally:
+        store.close()
+    assert record.to_sslib_key().verify_signature(signature, b"legacy") is None
+    ((wrapped,),) = raw_query(database_url, "SELECT wrapped_private FROM signer_keys")
+    assert jwe.get_unverified_header(wrapped)["alg"] == "A256KW"
+    new_only = open_store(database_url, passphrase="second passphrase", alias="new")
+    try:
+        new_only.signer_for(record.key_id).sign(b"rewrapped")
+    finally:
+        new_only.close()
+
+
+def test_a_wrapped_key_under_another_jwe_algorithm_is_refused(store: SqlKeyStore, database_url: str) -> None:
+    record = store.create_key(COLLECTION, "timestamp")
+    ((salt,),) = raw_query(database_url, "SELECT kdf_salt FROM signer_keys")
+    kek = keywrap.derive_kek(PASSPHRASE, bytes.fromhex(salt))
+    other = jwe.encrypt(b"-----BEGIN PRIVATE KEY-----", kek[:16], algorithm="A128KW", encryption="A128GCM",
+                        kid=record.key_id).decode()
+    raw_query(database_url, "UPDATE signer_keys SET wrapped_private = ?", (other,))
+    with pytest.raises(KeyUnwrapError, match=f"{record.key_id}.*altered"):
+        store.signer_for(record.key_id)

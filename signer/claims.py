@@ -1,0 +1,101 @@
+"""The high-water-mark rule over a batch of claims: which versions a set of locked catalog rows lets be signed.
+
+Pure: the rows (as read under lock in one transaction) and the claims in, each claim's outcome and the
+writes that make the accepted ones durable out. Claims are decided in order, each seeing the effect of
+the ones before it, so a batch decides exactly as the same claims made one after another would: a second
+claim of one version is `VERSION_ALREADY_SIGNED`, a pending key's first accepted claim retires the active
+key of its pair, and a later claim on that retired key is `KEY_RETIRED`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tufnotary.signer.errors import (
+    KeyNotFoundError,
+    KeyRetiredError,
+    RollbackRefusedError,
+    SignerError,
+    VersionAlreadySignedError,
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A signature about to be made: the key, the version of the payload, the payload's SHA-256 (hex)."""
+
+    key_id: str
+    version: int
+    payload_sha256: str
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """The mutable part of a catalog row, read under its row lock."""
+
+    key_id: str
+    collection: str
+    role: str
+    state: str
+    highest: int
+
+
+@dataclass
+class Decision:
+    """Per-claim outcome (None: accepted) and what to write, in this order: the active keys retired by a
+    promotion, the new mark of every key with an accepted claim, the pending keys promoted to active
+    (after the retirements: one active key per pair at every statement), the accepted claims' audit rows."""
+
+    outcomes: list[SignerError | None] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    marks: dict[str, int] = field(default_factory=dict)
+    promoted: list[str] = field(default_factory=list)
+    accepted: list[Claim] = field(default_factory=list)
+
+
+def decide(rows: Mapping[str, KeyState], claims: Sequence[Claim]) -> Decision:
+    """Decide `claims` in order against `rows` (every claimed key that exists, plus the active key of the
+    pair of every pending one). A refused claim changes nothing, for itself or for the claims after it."""
+    state = {key_id: row.state for key_id, row in rows.items()}
+    highest = {key_id: row.highest for key_id, row in rows.items()}
+    active_of = {(row.collection, row.role): key_id for key_id, row in rows.items() if row.state == "active"}
+    decision = Decision()
+    for claim in claims:
+        row = rows.get(claim.key_id)
+        if row is None:
+            decision.outcomes.append(KeyNotFoundError(f"the signer holds no key {claim.key_id}"))
+            continue
+        if state[row.key_id] == "retired":
+            decision.outcomes.append(KeyRetiredError(f"key {row.key_id} is retired: it never signs again"))
+            continue
+        pair = (row.collection, row.role)
+        mark = highest[row.key_id]
+        partner = active_of.get(pair) if state[row.key_id] == "pending" else None
+        if partner is not None:
+            mark = max(mark, highest[partner])
+        if claim.version == mark:
+            decision.outcomes.append(VersionAlreadySignedError(
+                f"version {claim.version} already signed: key {row.key_id} ({row.collection} {row.role}) "
+                f"signs only versions above {mark}",
+                mark,
+            ))
+            continue
+        if claim.version < mark:
+            decision.outcomes.append(RollbackRefusedError(
+                f"key {row.key_id} already signed version {mark}; it will not sign the lower version {claim.version}",
+                mark,
+            ))
+            continue
+        if partner is not None:
+            state[partner] = "retired"
+            decision.retired.append(partner)
+        if state[row.key_id] == "pending":
+            decision.promoted.append(row.key_id)
+        state[row.key_id] = "active"
+        active_of[pair] = row.key_id
+        highest[row.key_id] = claim.version
+        decision.marks[row.key_id] = claim.version
+        decision.accepted.append(claim)
+        decision.outcomes.append(None)
+    return decision

@@ -1,0 +1,78 @@
+"""The policy's canonical-JSON check accepts exactly what securesystemslib's canonical encoder writes: the fast
+path (the standard library's encoder) never accepts bytes the canonical encoder would not write, nor refuses
+bytes it would. Pure: `check_payload` without a signer."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from securesystemslib.exceptions import FormatError
+from securesystemslib.formats import encode_canonical
+
+from tests.signer.harness import tuf_payload
+from tufnotary.signer.errors import InvalidRequestError
+from tufnotary.signer.keystore import KeyRecord
+from tufnotary.signer.policy import SigningPolicy, check_payload
+
+RECORD = KeyRecord("ab" * 32, "wabbit-networks/net-monitor", "timestamp", "ed25519", "ed25519", "00" * 32)
+NOW = datetime.now(timezone.utc)
+
+EXTRA_VALUES = [
+    "plain", 'a "quoted" word', "back\\slash", "new\nline", "tab\there", "\x7f del", "é unicode ☃", "\u2028",
+    "emoji 🦀", 0, -5, 2**70, True, None, [], {}, {"b": 1, "a": [1, "x"]},
+]
+
+
+def _check(payload: bytes) -> bool:
+    try:
+        check_payload(SigningPolicy(), RECORD, RECORD.collection, "timestamp", payload, NOW)
+    except InvalidRequestError:
+        return False
+    return True
+
+
+def _signed(extra: object) -> dict:
+    signed = json.loads(tuf_payload("timestamp", 3))
+    signed["x-extra"] = extra  # TUF keeps unrecognized fields: they must be canonical too
+    return signed
+
+
+def _reference(payload: bytes) -> bool:
+    """The definition: strict JSON whose canonical encoding is the payload itself."""
+    try:
+        return encode_canonical(json.loads(payload)).encode("utf-8") == payload  # type: ignore[union-attr]
+    except (ValueError, FormatError):
+        return False
+
+
+@pytest.mark.parametrize("extra", EXTRA_VALUES, ids=repr)
+@pytest.mark.parametrize("encoding", ["canonical", "ascii-escaped", "spaced", "unsorted", "utf-16", "utf-8-bom"])
+def test_exactly_the_canonical_encoding_is_accepted(extra: object, encoding: str) -> None:
+    signed = _signed(extra)
+    if encoding == "canonical":
+        payload = encode_canonical(signed).encode("utf-8")  # type: ignore[union-attr]
+    elif encoding == "ascii-escaped":
+        payload = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+    elif encoding == "spaced":
+        payload = json.dumps(signed, sort_keys=True, ensure_ascii=False).encode()
+    elif encoding == "unsorted":
+        payload = json.dumps(dict(reversed(list(signed.items()))), separators=(",", ":"), ensure_ascii=False).encode()
+    else:  # the canonical text in another encoding json.loads also reads
+        payload = encode_canonical(signed).encode(encoding.replace("-bom", "-sig"))  # type: ignore[union-attr]
+    assert _check(payload) == _reference(payload)
+
+
+@pytest.mark.parametrize("extra", ["plain", 'a "quoted" word', "back\\slash", "é unicode ☃", 2**70, {"b": [None]}])
+def test_canonical_payloads_with_escapes_and_unicode_are_signed(extra: object) -> None:
+    assert _check(encode_canonical(_signed(extra)).encode("utf-8"))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("number", [b"1.5", b"1e3", b"NaN", b"Infinity", b"-0.0"])
+def test_floats_are_refused_as_the_canonical_encoder_refuses_them(number: bytes) -> None:
+    canonical = encode_canonical(_signed(0)).encode("utf-8")  # type: ignore[union-attr]
+    payload = canonical.replace(b'"x-extra":0', b'"x-extra":' + number)
+    assert payload != canonical
+    with pytest.raises(InvalidRequestError, match="not valid TUF timestamp metadata"):
+        check_payload(SigningPolicy(), RECORD, RECORD.collection, "timestamp", payload, NOW)
