@@ -409,7 +409,7 @@ class Admin:
                     )
                 except Exception:  # noqa: BLE001 - a missing or unreadable version signs nothing
                     continue
-                if keyid not in requirement.result(md)[0]:
+                if keyid not in requirement.result(md, md.signed_bytes)[0]:
                     continue
                 for path, info in md.signed.targets.items():
                     digest = sorted(info.hashes.items())[0]

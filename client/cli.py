@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from tufnotary.client.errors import ClientError, PassphraseError
 
 if TYPE_CHECKING:
+    from tuf.ngclient import FetcherInterface
+
     from tufnotary.client.admin import Admin
     from tufnotary.client.config import ClientConfig
     from tufnotary.client.consumer import Consumer
@@ -93,12 +95,12 @@ class Context:
             return load_config(Path(self.args.config), required=True)
         return load_config(self.trust.root / "config.toml")
 
-    def consumer(self) -> Consumer:
+    def consumer(self, fetcher: FetcherInterface | None = None) -> Consumer:
         from tufnotary.client.consumer import Consumer
 
         return Consumer(
             self.trust, self.server_url, socket_timeout=int(self.args.timeout),
-            policy=self.config().policy,
+            policy=self.config().policy, fetcher=fetcher,
         )
 
     def admin(self) -> Admin:
@@ -115,7 +117,8 @@ class Context:
         from tufnotary.client.publisher import Publisher
 
         server = ServerClient(HttpConfig(server=self.server_url, read_timeout=self.args.timeout))
-        return Publisher(self.trust, self.keys(), server, self.consumer())
+        fetcher = server.metadata_fetcher(int(self.args.timeout))
+        return Publisher(self.trust, self.keys(), server, self.consumer(fetcher))
 
 
 def _out(line: str) -> None:
@@ -570,12 +573,13 @@ def _oci(ctx: Context) -> Any:
     registry = RegistryClient(insecure=insecure, timeout=a.timeout)
     keys = ctx.keys()
 
-    def consumer_for(server: str, deny: AlgorithmPolicy) -> Consumer:
-        return Consumer(ctx.trust, server, socket_timeout=int(a.timeout), policy=deny)
+    def consumer_for(server: str, deny: AlgorithmPolicy, fetcher: Any = None) -> Consumer:
+        return Consumer(ctx.trust, server, socket_timeout=int(a.timeout), policy=deny, fetcher=fetcher)
 
     def publisher_for(server: str) -> Publisher:
         http = ServerClient(HttpConfig(server=server, read_timeout=a.timeout))
-        return Publisher(ctx.trust, keys, http, consumer_for(server, ctx.config().policy))
+        consumer = consumer_for(server, ctx.config().policy, http.metadata_fetcher(int(a.timeout)))
+        return Publisher(ctx.trust, keys, http, consumer)
 
     return Oci(ctx.trust, registry, policy, ctx.server_url, consumer_for, publisher_for,
                ctx.config().policy)

@@ -379,12 +379,11 @@ class Publisher:
         if save is not None:
             save.write_text(draft.to_json())
             return SubmitResult(draft, signed_by, saved=save, missing=draft.missing())
-        missing = draft.missing()
-        if missing:
-            raise ThresholdNotMetError(draft, missing)
         return self.upload(draft, signed_by)
 
     def upload(self, draft: Draft, signed_by: list[str] | None = None) -> SubmitResult:
+        """Upload `draft` once every threshold is met (checked here, once: each check verifies
+        every signature over every role's canonical bytes)."""
         missing = draft.missing()
         if missing:
             raise ThresholdNotMetError(draft, missing)
