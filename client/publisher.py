@@ -256,6 +256,7 @@ class Publisher:
             collection, CollectionKeys(root=[root_key.keyid], targets=[targets_key.keyid])
         )
         self.trust.write_settings(collection, settings)
+        self.trust.write_server_keyid(collection, Snapshot.type, snapshot_key.keyid)
         return InitResult(
             collection, root_key.keyid, targets_key.keyid, result.versions,
             bins_key.keyid if bins_key else None,
@@ -361,9 +362,7 @@ class Publisher:
         draft.roles.pop(Snapshot.type, None)
         root = draft.roles[Root.type].metadata.signed if Root.type in draft.roles else state.root.signed
         listed = root.roles[Snapshot.type].keyids
-        if draft.server_snapshot_key in listed:
-            return
-        if self.server.online_key(state.collection, Snapshot.type).keyid in listed:
+        if draft.server_snapshot_key in listed or self.server_signs_snapshot(state.collection, listed):
             return
         snapshot = copy_md(state.snapshot)
         snapshot.signed.version += 1
@@ -372,6 +371,21 @@ class Publisher:
             if isinstance(draft_role.metadata.signed, Targets):
                 snapshot.signed.meta[f"{role}.json"] = MetaFile(version=draft_role.metadata.signed.version)
         draft.add(Snapshot.type, snapshot, [Requirement("root", *role_keys(root, Snapshot.type))])
+
+    def server_signs_snapshot(self, collection: str, listed: list[str]) -> bool:
+        """Whether the server's snapshot key is among `listed` (a root's snapshot key ids).
+
+        The key id the server last gave is remembered in the trust directory, and while a root
+        lists it the server is not asked again: every publish would otherwise pay a round trip
+        (and a signer lookup on the server) for it. The server gives up a key only when a root
+        listing its successor is published, and such a root no longer lists the remembered key
+        unless it lists the successor too: either way the answer is the same. Otherwise the
+        server is asked, and its answer remembered."""
+        if self.trust.read_server_keyids(collection).get(Snapshot.type) in listed:
+            return True
+        key = self.server.online_key(collection, Snapshot.type)
+        self.trust.write_server_keyid(collection, Snapshot.type, key.keyid)
+        return key.keyid in listed
 
     def submit(self, draft: Draft, save: Path | None = None) -> SubmitResult:
         """Sign with local keys; upload when every threshold is met, or save a signing request."""
