@@ -259,8 +259,9 @@ def cmd_init(ctx: Context) -> int:
 
 
 def cmd_add(ctx: Context) -> int:
+    # Staging is local: no publisher (python-tuf, HTTP, keys) is built for it.
     from tufnotary.client.errors import UsageError
-    from tufnotary.client.publisher import parse_custom, target_from_digest, target_from_file
+    from tufnotary.client.staging import parse_custom, stage, target_from_digest, target_from_file
 
     a = ctx.args
     custom = parse_custom(a.custom)
@@ -272,14 +273,17 @@ def cmd_add(ctx: Context) -> int:
         info = target_from_digest(a.target, a.digest, a.length, custom)
     else:
         raise UsageError("give FILE, or --digest ALGO:HEX together with --length N")
-    ctx.publisher().stage_add(a.collection, info, a.role)
+    stage(ctx.trust, a.collection, {info.path: info.entry()}, a.role)
     _out(f"staged add {info.path} ({_target_summary(info.hashes, info.length)})"
          + (f" for {a.role}" if a.role else ""))
     return 0
 
 
 def cmd_remove(ctx: Context) -> int:
-    ctx.publisher().stage_remove(ctx.args.collection, ctx.args.target, ctx.args.role)
+    from tufnotary.client.names import check_target_path
+    from tufnotary.client.staging import stage
+
+    stage(ctx.trust, ctx.args.collection, {check_target_path(ctx.args.target): None}, ctx.args.role)
     _out(f"staged remove {ctx.args.target}")
     return 0
 

@@ -79,6 +79,23 @@ def test_publish_loads_no_oci_registry_bundle_or_admin_module(
     assert "tomllib" not in modules  # no config file in the trust directory: nothing to parse
 
 
+def test_add_and_remove_load_no_tuf_http_or_crypto_module(client: Client, tmp_path: Path) -> None:
+    client.publisher.init(COLLECTION)
+    trust = client.trust.root
+
+    added, add_modules = loaded_by(tmp_path, trust, "add", COLLECTION, "app:v1", "--digest",
+                                   "sha256:" + "ab" * 32, "--length", "10")
+    removed, remove_modules = loaded_by(tmp_path, trust, "remove", COLLECTION, "old:v0")
+
+    assert added.returncode == 0, added.stderr
+    assert removed.returncode == 0, removed.stderr
+    assert client.publisher.staged(COLLECTION).changes == {
+        "app:v1": {"length": 10, "hashes": {"sha256": "ab" * 32}}, "old:v0": None,
+    }
+    for modules in (add_modules, remove_modules):
+        assert sorted(m for m in modules if m.split(".")[0] in THIRD_PARTY) == []
+
+
 def test_lookup_loads_no_publisher_module(
     client: Client, fake_server: FakeServer, tmp_path: Path
 ) -> None:

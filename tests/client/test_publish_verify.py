@@ -24,10 +24,10 @@ from tufnotary.client.errors import (
 )
 from tufnotary.client.publisher import (
     ThresholdNotMetError,
-    parse_custom,
     target_from_digest,
     target_from_file,
 )
+from tufnotary.client.staging import parse_custom
 
 DIGEST = "sha256:" + "ab" * 32
 
