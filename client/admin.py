@@ -417,8 +417,7 @@ class Admin:
     # --- expiry -----------------------------------------------------------------------------
 
     def _server_signs_snapshot(self, state: TrustedState) -> bool:
-        server_key = self.pub.server.online_key(state.collection, Snapshot.type)
-        return server_key.keyid in state.root.signed.roles[Snapshot.type].keyids
+        return self.pub.server_signs_snapshot(state.collection, state.root.signed.roles[Snapshot.type].keyids)
 
     def bump_expiry(
         self, collection: str, role: str, days: float, save: Path | None = None

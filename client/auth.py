@@ -35,6 +35,7 @@ PASSWORD_FILE_ENV = "TUFNOTARY_PASSWORD_FILE"
 ENV_HINT = f"{USERNAME_ENV} and {PASSWORD_ENV} (or {PASSWORD_FILE_ENV})"
 EXPIRY_MARGIN = 10.0  # seconds: a token this close to expiry is fetched anew
 DEFAULT_EXPIRES_IN = 60  # the registry token spec's default when the server names none
+MAX_DRAINED = 64 * 1024  # bytes of an error body read to keep its connection
 _PARAM = re.compile(r'\s*([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 _COLLECTION_URL = re.compile(r"/v2/(?P<collection>.+?)/_trust/")
 
@@ -166,16 +167,23 @@ class TokenAuth:
 
 
 class AuthFetcher(Urllib3Fetcher):
-    """python-tuf's urllib3 fetcher, sending the server's bearer tokens (retrying once on 401)."""
+    """python-tuf's urllib3 fetcher, sending the server's bearer tokens (retrying once on 401).
 
-    def __init__(self, auth: TokenAuth, socket_timeout: int = 30, app_user_agent: str | None = None) -> None:
+    With `pool`, every GET goes through that pool instead of ngclient's own proxy-aware ones:
+    a publisher passes its server client's pool, so that one command refreshes metadata and
+    uploads over one connection (and its API requests never took proxies from the environment).
+    """
+
+    def __init__(self, auth: TokenAuth, socket_timeout: int = 30, app_user_agent: str | None = None,
+                 pool: urllib3.PoolManager | None = None) -> None:
         super().__init__(socket_timeout=socket_timeout, app_user_agent=app_user_agent)
         self._auth = auth
         self._user_agent = (f"{app_user_agent} " if app_user_agent else "") + "python-tuf"
+        self._pool = pool
 
     def _get(self, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
         try:
-            return self._proxy_env.request(
+            return (self._pool or self._proxy_env).request(
                 "GET", url, preload_content=False, timeout=urllib3.Timeout(self.socket_timeout),
                 headers={"User-Agent": self._user_agent, **headers},
             )
@@ -195,7 +203,15 @@ class AuthFetcher(Urllib3Fetcher):
             if header is not None:
                 response = self._get(url, header)
         if response.status >= 400:
-            response.close()
+            # Keep the connection when the error body is small: every refresh asks for the next
+            # root version and gets a 404, and the next request should not reconnect. A large or
+            # unsized body is not read (a server must not make the client download it).
+            length = response.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) <= MAX_DRAINED:
+                response.drain_conn()
+                response.release_conn()
+            else:
+                response.close()
             raise tuf_exc.DownloadHTTPError(f"HTTP error occurred with status {response.status}", response.status)
         return self._chunks(response)
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from tufnotary.client.errors import ClientError, PassphraseError
 
 if TYPE_CHECKING:
+    from tuf.ngclient import FetcherInterface
+
     from tufnotary.client.admin import Admin
     from tufnotary.client.config import ClientConfig
     from tufnotary.client.consumer import Consumer
@@ -93,12 +95,12 @@ class Context:
             return load_config(Path(self.args.config), required=True)
         return load_config(self.trust.root / "config.toml")
 
-    def consumer(self) -> Consumer:
+    def consumer(self, fetcher: FetcherInterface | None = None) -> Consumer:
         from tufnotary.client.consumer import Consumer
 
         return Consumer(
             self.trust, self.server_url, socket_timeout=int(self.args.timeout),
-            policy=self.config().policy,
+            policy=self.config().policy, fetcher=fetcher,
         )
 
     def admin(self) -> Admin:
@@ -115,7 +117,8 @@ class Context:
         from tufnotary.client.publisher import Publisher
 
         server = ServerClient(HttpConfig(server=self.server_url, read_timeout=self.args.timeout))
-        return Publisher(self.trust, self.keys(), server, self.consumer())
+        fetcher = server.metadata_fetcher(int(self.args.timeout))
+        return Publisher(self.trust, self.keys(), server, self.consumer(fetcher))
 
 
 def _out(line: str) -> None:
@@ -308,8 +311,9 @@ def cmd_init(ctx: Context) -> int:
 
 
 def cmd_add(ctx: Context) -> int:
+    # Staging is local: no publisher (python-tuf, HTTP, keys) is built for it.
     from tufnotary.client.errors import UsageError
-    from tufnotary.client.publisher import parse_custom, target_from_digest, target_from_file
+    from tufnotary.client.staging import parse_custom, stage, target_from_digest, target_from_file
 
     a = ctx.args
     custom = parse_custom(a.custom)
@@ -321,14 +325,17 @@ def cmd_add(ctx: Context) -> int:
         info = target_from_digest(a.target, a.digest, a.length, custom)
     else:
         raise UsageError("give FILE, or --digest ALGO:HEX together with --length N")
-    ctx.publisher().stage_add(a.collection, info, a.role)
+    stage(ctx.trust, a.collection, {info.path: info.entry()}, a.role)
     _out(f"staged add {info.path} ({_target_summary(info.hashes, info.length)})"
          + (f" for {a.role}" if a.role else ""))
     return 0
 
 
 def cmd_remove(ctx: Context) -> int:
-    ctx.publisher().stage_remove(ctx.args.collection, ctx.args.target, ctx.args.role)
+    from tufnotary.client.names import check_target_path
+    from tufnotary.client.staging import stage
+
+    stage(ctx.trust, ctx.args.collection, {check_target_path(ctx.args.target): None}, ctx.args.role)
     _out(f"staged remove {ctx.args.target}")
     return 0
 
@@ -622,12 +629,13 @@ def _oci(ctx: Context) -> Any:
     registry = RegistryClient(insecure=insecure, timeout=a.timeout)
     keys = ctx.keys()
 
-    def consumer_for(server: str, deny: AlgorithmPolicy) -> Consumer:
-        return Consumer(ctx.trust, server, socket_timeout=int(a.timeout), policy=deny)
+    def consumer_for(server: str, deny: AlgorithmPolicy, fetcher: Any = None) -> Consumer:
+        return Consumer(ctx.trust, server, socket_timeout=int(a.timeout), policy=deny, fetcher=fetcher)
 
     def publisher_for(server: str) -> Publisher:
         http = ServerClient(HttpConfig(server=server, read_timeout=a.timeout))
-        return Publisher(ctx.trust, keys, http, consumer_for(server, ctx.config().policy))
+        consumer = consumer_for(server, ctx.config().policy, http.metadata_fetcher(int(a.timeout)))
+        return Publisher(ctx.trust, keys, http, consumer)
 
     return Oci(ctx.trust, registry, policy, ctx.server_url, consumer_for, publisher_for,
                ctx.config().policy)
@@ -835,7 +843,63 @@ def _save_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unbuilt:
+    """Stands in for the parser of a command this invocation does not run: accepts every
+    building call and builds nothing (see `build_parser`)."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_defaults(self, **kwargs: Any) -> None:
+        pass
+
+    def add_subparsers(self, **kwargs: Any) -> _Unbuilt:
+        return self
+
+    def add_parser(self, name: str, **kwargs: Any) -> _Unbuilt:
+        return self
+
+
+class _OnlyCommand:
+    """The top-level subparsers action, building the parser of one command only."""
+
+    def __init__(self, sub: Any, command: str) -> None:
+        self._sub, self._command = sub, command
+        self.built = False
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name != self._command:
+            return _Unbuilt()
+        self.built = True
+        return self._sub.add_parser(name, **kwargs)
+
+
+# Global options that take a value (`--server URL`); see `command_named_in`.
+_GLOBAL_VALUE_OPTIONS = ("--server", "--trust-dir", "--config", "--timeout")
+
+
+def command_named_in(argv: Sequence[str]) -> str | None:
+    """The command word of `argv` (the first word after the global options), or None when
+    `argv` holds anything else first (-h, an abbreviated or unknown option)."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _GLOBAL_VALUE_OPTIONS:
+            skip = True
+        elif word.startswith(tuple(f"{o}=" for o in _GLOBAL_VALUE_OPTIONS)):
+            continue
+        else:
+            return None if word.startswith("-") else word
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with `command`, only that command's parser below the global options.
+
+    Building all ~40 command parsers costs about as much as a command's own work on the local
+    side (~10 ms), so `main` builds just the one named on the command line, and every parser for
+    `--help`, an unknown command or anything it cannot tell (then argparse says what is wrong)."""
     parser = argparse.ArgumentParser(
         prog="tufnotary", description="Publish and verify TUF trust metadata for collections."
     )
@@ -854,7 +918,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"consumer configuration (env {CONFIG_ENV}; default <trust-dir>/config.toml)",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub: Any = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if command is not None:
+        sub = _OnlyCommand(sub, command)
 
     key = sub.add_parser("key", help="local signing keys, and the keys of a collection's roles")
     key_sub = key.add_subparsers(dest="key_command", required=True, metavar="KEYCOMMAND")
@@ -1035,11 +1101,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100, metavar="N", help="at most N records (<= 1000)")
     p.add_argument("--json", action="store_true", help="the server's JSON page")
     p.set_defaults(func=cmd_changefeed)
+    if isinstance(sub, _OnlyCommand) and not sub.built:
+        return build_parser()
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(command_named_in(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     try:
         return int(args.func(Context(args)))
     except ClientError as e:

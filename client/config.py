@@ -10,7 +10,6 @@ Configuration is a frozen dataclass; this module reads only the file it is given
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,14 +26,23 @@ class ClientConfig:
 
 
 def load_config(path: Path, required: bool = False) -> ClientConfig:
-    """Read `path`; a missing file gives the defaults unless `required`."""
+    """Read `path`; a missing file gives the defaults unless `required`.
+
+    tomllib is imported only when there is a file to parse: most commands run without one and
+    should not pay for compiling its grammar."""
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         if required:
             raise UsageError(f"configuration file {path} does not exist") from None
         return ClientConfig()
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # unreadable, or not UTF-8
+        raise UsageError(f"cannot read configuration file {path}: {e}") from e
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except ValueError as e:
         raise UsageError(f"cannot read configuration file {path}: {e}") from e
     unknown = set(data) - {"deny-algorithms", "expiry-warning-days"}
     if unknown:

@@ -58,15 +58,17 @@ class Requirement:
     threshold: int
     keys: dict[str, Key]
 
-    def result(self, md: Metadata[Any]) -> tuple[set[str], set[str]]:
-        """(key ids with a valid signature, key ids without) over `md`."""
+    def result(self, md: Metadata[Any], signed_bytes: bytes) -> tuple[set[str], set[str]]:
+        """(key ids with a valid signature, key ids without) over `md`, whose canonical signed
+        bytes the caller passes: encoding them is the costly part for a role of many targets,
+        so a draft encodes each role once per pass, not once per requirement and signature."""
         role = DelegatedRole(_SIGNER_SET, list(self.keys), self.threshold, False, paths=[])
         delegator = Targets(delegations=Delegations(dict(self.keys), {_SIGNER_SET: role}))
-        result = delegator.get_verification_result(_SIGNER_SET, md.signed_bytes, md.signatures)
+        result = delegator.get_verification_result(_SIGNER_SET, signed_bytes, md.signatures)
         return set(result.signed), set(result.unsigned)
 
-    def signed_count(self, md: Metadata[Any]) -> int:
-        signed, _ = self.result(md)
+    def distinct(self, signed: set[str]) -> int:
+        """How many distinct keys (by key material, as the server counts them) `signed` holds."""
         return len({json.dumps([self.keys[k].keytype, self.keys[k].scheme, self.keys[k].keyval],
                                sort_keys=True) for k in signed})
 
@@ -127,16 +129,18 @@ class Draft:
         signers: dict[str, Signer] = {}
         for draft_role in self.roles.values():
             md = draft_role.metadata
+            data = md.signed_bytes  # once per role: every signature is over these bytes
             wanted: dict[str, None] = {}
             for req in draft_role.requirements:
-                signed, unsigned = req.result(md)
+                signed, unsigned = req.result(md, data)
                 wanted.update(dict.fromkeys(k for k in sorted(unsigned) if k not in signed))
             for keyid in wanted:
                 if (only is not None and keyid not in only) or not keys.has_private(keyid):
                     continue
                 if keyid not in signers:
                     signers[keyid] = keys.signer(keyid)
-                md.sign(signers[keyid], append=True)
+                signature = signers[keyid].sign(data)  # what Metadata.sign(append=True) does
+                md.signatures[signature.keyid] = signature
                 if keyid not in used:
                     used.append(keyid)
         return used
@@ -144,10 +148,11 @@ class Draft:
     def missing(self) -> list[Missing]:
         out = []
         for role, draft_role in self.roles.items():
+            data = draft_role.metadata.signed_bytes
             for req in draft_role.requirements:
-                have = req.signed_count(draft_role.metadata)
+                signed, unsigned = req.result(draft_role.metadata, data)
+                have = req.distinct(signed)
                 if have < req.threshold:
-                    _, unsigned = req.result(draft_role.metadata)
                     out.append(Missing(role, req.by, have, req.threshold, sorted(unsigned)))
         return out
 

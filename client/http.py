@@ -16,7 +16,7 @@ import urllib3
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import SSlibKey
 
-from tufnotary.client.auth import TokenAuth, scope_of
+from tufnotary.client.auth import AuthFetcher, TokenAuth, scope_of
 from tufnotary.client.errors import ServerError, ServerUnreachableError
 from tufnotary.client.names import check_collection
 
@@ -69,6 +69,11 @@ class ServerClient:
             headers={"User-Agent": USER_AGENT},
         )
         self.auth = auth or TokenAuth(self._pool, config.server)
+
+    def metadata_fetcher(self, socket_timeout: int) -> AuthFetcher:
+        """An ngclient fetcher sharing this client's connection pool and tokens (see AuthFetcher)."""
+        return AuthFetcher(self.auth, socket_timeout=socket_timeout, app_user_agent=USER_AGENT,
+                           pool=self._pool)
 
     def base_url(self, collection: str) -> str:
         return metadata_base_url(self.config.server, collection)

@@ -9,8 +9,6 @@ Signing keys are found, not configured: a role is signed by the local keys its d
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -30,6 +28,7 @@ from tuf.api.metadata import (
     Targets,
 )
 
+from tufnotary.client import staging
 from tufnotary.client.consumer import Consumer
 from tufnotary.client.draft import Draft, Missing, Requirement
 from tufnotary.client.errors import AlreadyInitializedError, ClientError, UsageError
@@ -50,49 +49,22 @@ TARGETS_EXPIRY = timedelta(days=90)
 DEFAULT_EXPIRY_DAYS = {"root": 365.0, "targets": 90.0, "snapshot": 7.0}
 BINS_PREFIX = "bins"
 MAX_BINS = 2**14
-HASH_ALGORITHMS = ["sha256", "sha512"]
-_DIGEST_RE = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
 
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
-def parse_custom(text: str | None) -> Any:
-    """The target's `custom` value from a JSON string (None when not given)."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise UsageError(f"--custom is not valid JSON: {e}") from e
-
-
 def target_from_digest(target: str, digest: str, length: int, custom: Any = None) -> TargetFile:
     """Target info for content known only by digest (e.g. an OCI manifest 'sha256:...')."""
-    match = _DIGEST_RE.fullmatch(digest.lower())
-    if match is None:
-        raise UsageError(
-            f"invalid digest {digest!r}: expected sha256:<64 hex digits> or sha512:<128 hex digits>"
-        )
-    if length < 0:
-        raise UsageError(f"invalid length {length}: must be zero or more bytes")
-    algo = match.group(1) or match.group(3)
-    value = match.group(2) or match.group(4)
-    fields = {"custom": custom} if custom is not None else None
-    return TargetFile(length, {algo: value}, check_target_path(target), fields)
+    staged = staging.target_from_digest(target, digest, length, custom)
+    return TargetFile.from_dict(staged.entry(), staged.path)
 
 
 def target_from_file(target: str, path: Path, custom: Any = None) -> TargetFile:
     """Target info (length, sha256 and sha512) of a local file."""
-    check_target_path(target)
-    try:
-        info = TargetFile.from_file(target, str(path), HASH_ALGORITHMS)
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e}") from e
-    if custom is not None:
-        info.unrecognized_fields["custom"] = custom
-    return info
+    staged = staging.target_from_file(target, path, custom)
+    return TargetFile.from_dict(staged.entry(), staged.path)
 
 
 class ThresholdNotMetError(ClientError):
@@ -256,18 +228,13 @@ class Publisher:
             collection, CollectionKeys(root=[root_key.keyid], targets=[targets_key.keyid])
         )
         self.trust.write_settings(collection, settings)
+        self.trust.write_server_keyid(collection, Snapshot.type, snapshot_key.keyid)
         return InitResult(
             collection, root_key.keyid, targets_key.keyid, result.versions,
             bins_key.keyid if bins_key else None,
         )
 
     # --- staging --------------------------------------------------------------------------
-
-    def _check_known(self, collection: str, role: str | None) -> None:
-        if role is None:
-            self.trust.read_keys(collection)
-        else:
-            self.trust.read_pinned_root(collection)
 
     def stage_add(self, collection: str, info: TargetFile, role: str | None = None) -> None:
         self.stage_add_many(collection, [info], role)
@@ -276,20 +243,14 @@ class Publisher:
         self, collection: str, infos: list[TargetFile], role: str | None = None
     ) -> None:
         """Stage many targets at once (one write of the staging file)."""
-        self._check_known(collection, role)
-        staged = self.trust.read_staged(collection, role)
-        for info in infos:
-            staged.changes[info.path] = {"length": info.length, "hashes": info.hashes} | dict(
-                info.unrecognized_fields
-            )
-        self.trust.write_staged(collection, staged, role)
+        changes: dict[str, dict[str, Any] | None] = {
+            info.path: {"length": info.length, "hashes": info.hashes} | dict(info.unrecognized_fields)
+            for info in infos
+        }
+        staging.stage(self.trust, collection, changes, role)
 
     def stage_remove(self, collection: str, target: str, role: str | None = None) -> None:
-        check_target_path(target)
-        self._check_known(collection, role)
-        staged = self.trust.read_staged(collection, role)
-        staged.changes[target] = None
-        self.trust.write_staged(collection, staged, role)
+        staging.stage(self.trust, collection, {check_target_path(target): None}, role)
 
     def staged(self, collection: str, role: str | None = None) -> StagedChanges:
         return self.trust.read_staged(collection, role)
@@ -361,9 +322,7 @@ class Publisher:
         draft.roles.pop(Snapshot.type, None)
         root = draft.roles[Root.type].metadata.signed if Root.type in draft.roles else state.root.signed
         listed = root.roles[Snapshot.type].keyids
-        if draft.server_snapshot_key in listed:
-            return
-        if self.server.online_key(state.collection, Snapshot.type).keyid in listed:
+        if draft.server_snapshot_key in listed or self.server_signs_snapshot(state.collection, listed):
             return
         snapshot = copy_md(state.snapshot)
         snapshot.signed.version += 1
@@ -373,18 +332,32 @@ class Publisher:
                 snapshot.signed.meta[f"{role}.json"] = MetaFile(version=draft_role.metadata.signed.version)
         draft.add(Snapshot.type, snapshot, [Requirement("root", *role_keys(root, Snapshot.type))])
 
+    def server_signs_snapshot(self, collection: str, listed: list[str]) -> bool:
+        """Whether the server's snapshot key is among `listed` (a root's snapshot key ids).
+
+        The key id the server last gave is remembered in the trust directory, and while a root
+        lists it the server is not asked again: every publish would otherwise pay a round trip
+        (and a signer lookup on the server) for it. The server gives up a key only when a root
+        listing its successor is published, and such a root no longer lists the remembered key
+        unless it lists the successor too: either way the answer is the same. Otherwise the
+        server is asked, and its answer remembered."""
+        if self.trust.read_server_keyids(collection).get(Snapshot.type) in listed:
+            return True
+        key = self.server.online_key(collection, Snapshot.type)
+        self.trust.write_server_keyid(collection, Snapshot.type, key.keyid)
+        return key.keyid in listed
+
     def submit(self, draft: Draft, save: Path | None = None) -> SubmitResult:
         """Sign with local keys; upload when every threshold is met, or save a signing request."""
         signed_by = draft.sign_with(self.keys)
         if save is not None:
             save.write_text(draft.to_json())
             return SubmitResult(draft, signed_by, saved=save, missing=draft.missing())
-        missing = draft.missing()
-        if missing:
-            raise ThresholdNotMetError(draft, missing)
         return self.upload(draft, signed_by)
 
     def upload(self, draft: Draft, signed_by: list[str] | None = None) -> SubmitResult:
+        """Upload `draft` once every threshold is met (checked here, once: each check verifies
+        every signature over every role's canonical bytes)."""
         missing = draft.missing()
         if missing:
             raise ThresholdNotMetError(draft, missing)

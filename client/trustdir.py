@@ -8,6 +8,8 @@
                                                      or routed to hash bins)
     <trust-dir>/collections/<collection>/staged/<role>.json   staged changes of a delegated role
     <trust-dir>/collections/<collection>/settings.json  publisher settings (expiry per role)
+    <trust-dir>/collections/<collection>/server-keys.json  key ids the server last gave for its
+                                                     online roles (`Publisher.server_signs_snapshot`)
     <trust-dir>/config.toml                      consumer policy (see `config.py`)
 """
 
@@ -164,6 +166,23 @@ class TrustDir:
     def write_settings(self, collection: str, settings: CollectionSettings) -> None:
         data = json.dumps(settings.to_dict(), indent=2, sort_keys=True).encode() + b"\n"
         write_file_atomic(self.collection_dir(collection) / "settings.json", data)
+
+    def read_server_keyids(self, collection: str) -> dict[str, str]:
+        """Online role -> the key id the server last gave for it ({} when none is known: a
+        malformed file only means asking the server again)."""
+        path = self.collection_dir(collection) / "server-keys.json"
+        try:
+            d = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(d, dict):
+            return {}
+        return {k: v for k, v in d.items() if isinstance(k, str) and isinstance(v, str)}
+
+    def write_server_keyid(self, collection: str, role: str, keyid: str) -> None:
+        known = self.read_server_keyids(collection) | {role: keyid}
+        data = json.dumps(known, indent=2, sort_keys=True).encode() + b"\n"
+        write_file_atomic(self.collection_dir(collection) / "server-keys.json", data)
 
     def read_staged(self, collection: str, role: str | None = None) -> StagedChanges:
         path = self.staged_path(collection, role)

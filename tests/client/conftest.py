@@ -30,8 +30,10 @@ class Client:
 def make_client(trust_dir: Path, server_url: str, passphrase: str = PASSPHRASE, timeout: float = 5) -> Client:
     trust = TrustDir(trust_dir)
     keys = KeyStore(trust, lambda keyid, new: passphrase)
-    consumer = Consumer(trust, server_url, socket_timeout=timeout)
     server = ServerClient(HttpConfig(server=server_url, read_timeout=timeout))
+    # As the CLI builds them: the consumer fetches metadata over the server client's pool.
+    consumer = Consumer(trust, server_url, socket_timeout=timeout,
+                        fetcher=server.metadata_fetcher(int(timeout)))
     return Client(trust, keys, consumer, Publisher(trust, keys, server, consumer))
 
 

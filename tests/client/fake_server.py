@@ -60,6 +60,7 @@ class FakeServer:
     def __init__(self) -> None:
         self.collections: dict[str, FakeCollection] = {}
         self.requests: list[tuple[str, str]] = []
+        self.connections: set[tuple[str, int]] = set()  # client (host, port) of each connection
         self.next_refusal: Refusal | None = None
         # Serve online public keys under a key id that is not theirs.
         self.lie_about_keyids = False
@@ -210,6 +211,7 @@ class FakeServer:
 
 class _Handler(BaseHTTPRequestHandler):
     server: ThreadingHTTPServer
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real server: every response has a length
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
@@ -227,6 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         self.fake.requests.append((method, self.path))
+        self.fake.connections.add(self.client_address[:2])
         try:
             if self.path == "/v2/" and method == "GET":
                 return self._send(200, b"{}")

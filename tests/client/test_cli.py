@@ -185,3 +185,42 @@ def test_interactive_passphrase_is_asked_twice_for_new_keys_and_must_match(
     assert len(prompts) == 2 and prompts[1] == "Repeat passphrase: "
     with pytest.raises(PassphraseError, match="differ"):
         TerminalPassphrases()("c" * 64, True)
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["publish", "c"], "publish"),
+    (["--server", "http://h:1", "--trust-dir=/t", "--timeout", "3", "key", "list"], "key"),
+    (["--config=/c.toml", "delegation", "add", "c", "r"], "delegation"),
+    (["--help"], None),
+    (["--serv", "http://h:1", "publish", "c"], None),  # an abbreviation: let argparse decide
+    ([], None),
+])
+def test_command_named_in_finds_the_command_word_after_global_options(argv: list[str], command: str | None) -> None:
+    from tufnotary.client.cli import command_named_in
+
+    assert command_named_in(argv) == command
+
+
+@pytest.mark.parametrize("argv", [
+    ["--server", "http://h:1", "publish", "c", "--role", "targets/prod", "--save", "req.json"],
+    ["add", "c", "app:v1", "--digest", "sha256:" + "ab" * 32, "--length", "3"],
+    ["key", "rotate", "c", "snapshot", "--client-managed"],
+    ["delegation", "add", "c", "targets/prod", "--key", "k", "--paths", "prod/*"],
+    ["verify", "reg/repo:tag", "--bundle", "b.json"],
+    ["bundle", "export", "c", "-o", "out.json"],
+])
+def test_a_one_command_parser_parses_as_the_full_parser(argv: list[str]) -> None:
+    from tufnotary.client.cli import build_parser, command_named_in
+
+    command = command_named_in(argv)
+    assert command is not None
+    assert vars(build_parser(command).parse_args(argv)) == vars(build_parser().parse_args(argv))
+
+
+def test_an_unknown_command_is_refused_with_every_command_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pubish", "c"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'pubish'" in err
+    assert "'publish'" in err and "'changefeed'" in err and "'key'" in err

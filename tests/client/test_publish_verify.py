@@ -24,10 +24,10 @@ from tufnotary.client.errors import (
 )
 from tufnotary.client.publisher import (
     ThresholdNotMetError,
-    parse_custom,
     target_from_digest,
     target_from_file,
 )
+from tufnotary.client.staging import parse_custom
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -107,6 +107,45 @@ def test_publish_signs_targets_v2_with_the_staged_target(
     assert info.length == len(b"release 1.0")
     assert set(info.hashes) == {"sha256", "sha512"}
     assert client.publisher.staged(COLLECTION).changes == {}
+
+
+def test_a_publish_refreshes_and_uploads_over_one_connection_without_asking_for_keys(
+    client: Client, fake_server: FakeServer
+) -> None:
+    client.publisher.init(COLLECTION)
+    client.publisher.stage_add(COLLECTION, target_from_digest("app:v1", DIGEST, 10))
+    fresh = make_client(client.trust.root, fake_server.url)  # a new command: no open connection
+    fake_server.requests.clear()
+    fake_server.connections.clear()
+
+    fresh.publisher.publish(COLLECTION)
+
+    base = f"/v2/{COLLECTION}/_trust/tuf/"
+    assert fake_server.requests == [
+        ("GET", base + "2.root.json"),  # 404: root v1 is still current
+        ("GET", base + "timestamp.json"),
+        ("GET", base + "1.snapshot.json"),
+        ("GET", base + "1.targets.json"),
+        ("POST", base),  # no snapshot.key: the key init was given is remembered and still listed
+    ]
+    assert len(fake_server.connections) == 1
+    assert "app:v1" in client.consumer.list_targets(COLLECTION).targets
+
+
+def test_a_remembered_server_key_the_root_does_not_list_is_asked_for_again(
+    client: Client, fake_server: FakeServer
+) -> None:
+    client.publisher.init(COLLECTION)
+    server_key = client.trust.read_server_keyids(COLLECTION)["snapshot"]
+    client.trust.write_server_keyid(COLLECTION, "snapshot", "ff" * 32)  # e.g. from before a rotation
+    client.publisher.stage_add(COLLECTION, target_from_digest("app:v1", DIGEST, 10))
+    fake_server.requests.clear()
+
+    result = client.publisher.publish(COLLECTION)
+
+    assert ("GET", f"/v2/{COLLECTION}/_trust/tuf/snapshot.key") in fake_server.requests
+    assert "snapshot" not in result.roles  # the server signs snapshot: its key is listed
+    assert client.trust.read_server_keyids(COLLECTION) == {"snapshot": server_key}
 
 
 def test_verify_accepts_the_signed_file_only(client: Client, tmp_path: Path) -> None:
