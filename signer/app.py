@@ -43,7 +43,11 @@ class SignerServer:
 def open_keystore(config: SignerConfig) -> KeyStore:
     """The key store the configuration names (not yet migrated)."""
     if config.keystore == "pkcs11":
-        from tufnotary.signer.pkcs11_keystore import Pkcs11KeyStore  # needs the PKCS#11 library
+        try:
+            from tufnotary.signer.pkcs11_keystore import Pkcs11KeyStore
+        except ImportError as e:
+            raise ConfigError(f"TUFNOTARY_SIGNER_KEYSTORE=pkcs11 needs python-pkcs11 ({e}): install the signer "
+                              "with pip install 'tufnotary[hsm]'") from None
 
         assert config.pkcs11 is not None
         return Pkcs11KeyStore(config.database_url, config.pkcs11)

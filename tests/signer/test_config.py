@@ -136,3 +136,16 @@ def test_pkcs11_policy_allow_list_and_timings_from_env(tmp_path: Path) -> None:
         config_from_env({**TLS, "TUFNOTARY_SIGNER_KEYSTORE": "pkcs11", "TUFNOTARY_SIGNER_PKCS11_TOKEN_LABEL": "s"})
     with pytest.raises(ConfigError, match="must be positive"):
         config_from_env({**TLS, "TUFNOTARY_SIGNER_PASSPHRASE": "pw", "TUFNOTARY_SIGNER_MAX_TIMESTAMP_EXPIRY_DAYS": "0"})
+
+
+def test_pkcs11_without_python_pkcs11_says_which_extra_to_install(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from tufnotary.signer.app import open_keystore
+
+    (tmp_path / "pin").write_text("1234\n")
+    config = config_from_env({**TLS, "TUFNOTARY_SIGNER_KEYSTORE": "pkcs11", "TUFNOTARY_SIGNER_PKCS11_TOKEN_LABEL": "s",
+                              "TUFNOTARY_SIGNER_PKCS11_PIN_FILE": str(tmp_path / "pin")})
+    monkeypatch.setitem(sys.modules, "tufnotary.signer.pkcs11_keystore", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'tufnotary\[hsm\]'"):
+        open_keystore(config)
