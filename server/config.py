@@ -13,6 +13,7 @@ from datetime import timedelta
 from tufnotary.server.auth_config import _FIELDS as _AUTH_FIELDS
 from tufnotary.server.auth_config import AuthConfig, auth_config_from_env
 from tufnotary.server.env import ENV_PREFIX, read_fields
+from tufnotary.server.storage.base import DEFAULT_POOL_SIZE
 from tufnotary.server.validation import ValidationPolicy
 
 ENV_CONFIG_FILE = ENV_PREFIX + "CONFIG"  # a TOML file; `tufnotary-server --config FILE` sets it
@@ -21,6 +22,7 @@ ENV_CONFIG_FILE = ENV_PREFIX + "CONFIG"  # a TOML file; `tufnotary-server --conf
 @dataclass(frozen=True)
 class ServerConfig:
     database_url: str = "sqlite:///tufnotary-server.db"
+    database_pool_size: int = DEFAULT_POOL_SIZE  # PostgreSQL connections kept open per process
     signer_address: str = "127.0.0.1:7899"
     signer_ca: str | None = None  # CA that signed the signer's certificate
     signer_client_cert: str | None = None  # this server's client certificate for mutual TLS
@@ -46,8 +48,16 @@ def _days(value: str) -> timedelta:
     return timedelta(days=float(value))
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
 _FIELDS = {
     "DATABASE_URL": ("database_url", str),
+    "DATABASE_POOL_SIZE": ("database_pool_size", _positive_int),
     "SIGNER_ADDRESS": ("signer_address", str),
     "SIGNER_CA": ("signer_ca", str),
     "SIGNER_CLIENT_CERT": ("signer_client_cert", str),

@@ -113,7 +113,12 @@ class MetaStore(ABC):
         """Release this store's connections; the store must not be used afterwards."""
 
 
-def open_store(url: str) -> MetaStore:
+DEFAULT_POOL_SIZE = 8
+"""Connections a PostgreSQL store keeps per process by default: gunicorn's threads per worker
+and the renewer thread, with room to spare (each is opened only when that many are busy)."""
+
+
+def open_store(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> MetaStore:
     """Open (without connecting yet) the store a database URL names.
 
     - "sqlite:////abs/path.db" or "sqlite:///abs/path.db": an SQLite file, shared safely by
@@ -121,6 +126,7 @@ def open_store(url: str) -> MetaStore:
     - "sqlite://" or "sqlite:///:memory:": a private in-memory database (tests, one process);
     - "postgresql://user:password@host:port/dbname" (also "postgres://"): PostgreSQL; libpq
       query parameters such as "?sslmode=require&connect_timeout=5" are passed through.
+      Each process keeps up to `pool_size` connections open (SQLite: one per thread, always).
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
@@ -130,5 +136,5 @@ def open_store(url: str) -> MetaStore:
     if scheme in ("postgresql", "postgres"):
         from tufnotary.server.storage.postgres import PostgresMetaStore
 
-        return PostgresMetaStore(url)
+        return PostgresMetaStore(url, max_connections=pool_size)
     raise ValueError(f"unsupported storage URL scheme {scheme!r}: use sqlite:// or postgresql://")

@@ -410,3 +410,100 @@ def test_bad_arguments_and_use_after_close(store: MetaStore) -> None:
     store.close()
     with pytest.raises(RuntimeError):
         store.current(COLLECTION)
+
+
+def _backend_pid(pg: PostgresMetaStore) -> int:
+    def work(cur) -> int:
+        cur.execute("SELECT pg_backend_pid()")
+        return int(cur.fetchone()[0])
+
+    return pg._run(work, write=False)
+
+
+def test_postgres_keeps_its_connection_between_calls(postgres_url: str) -> None:
+    pg = open_store(postgres_url)
+    try:
+        assert isinstance(pg, PostgresMetaStore)
+        pg.migrate()
+        first = _backend_pid(pg)
+        init(pg)
+        for _ in range(5):
+            versions(pg)
+            assert _backend_pid(pg) == first
+        with psycopg2.connect(postgres_url) as admin, admin.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()")
+            assert cur.fetchone()[0] == 1
+        admin.close()
+    finally:
+        pg.close()
+
+
+def test_postgres_keeps_up_to_pool_size_connections_open(postgres_url: str) -> None:
+    pg = open_store(postgres_url, pool_size=3)
+    assert isinstance(pg, PostgresMetaStore)
+    pg.migrate()
+    barrier = threading.Barrier(3)
+    pids: list[int] = []
+
+    def busy(cur) -> int:
+        cur.execute("SELECT pg_backend_pid()")
+        barrier.wait(timeout=10)  # all three hold a connection at once
+        return int(cur.fetchone()[0])
+
+    try:
+        threads = [threading.Thread(target=lambda: pids.append(pg._run(busy, write=False))) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(set(pids)) == 3
+        with psycopg2.connect(postgres_url) as admin, admin.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()")
+            assert cur.fetchone()[0] == 3  # all kept open, none closed on return
+        admin.close()
+        assert _backend_pid(pg) in pids
+    finally:
+        pg.close()
+
+
+def test_postgres_replaces_a_killed_connection_transparently(postgres_url: str) -> None:
+    pg = open_store(postgres_url)
+    try:
+        assert isinstance(pg, PostgresMetaStore)
+        pg.migrate()
+        init(pg)
+        killed = _backend_pid(pg)
+        with psycopg2.connect(postgres_url) as admin, admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (killed,))
+        admin.close()
+        assert versions(pg) == {role: 1 for role in TOP_ROLES}
+        replacement = _backend_pid(pg)
+        assert replacement != killed
+        assert _backend_pid(pg) == replacement
+    finally:
+        pg.close()
+
+
+def test_pool_size_must_be_positive(postgres_url: str) -> None:
+    for bad in (0, -1, True, "4"):
+        with pytest.raises(ValueError, match="max_connections"):
+            open_store(postgres_url, pool_size=bad)  # type: ignore[arg-type]
+
+
+def test_sqlite_reuses_one_connection_per_thread(tmp_path: Path) -> None:
+    lite = open_store(f"sqlite://{tmp_path}/reuse.db")
+    assert isinstance(lite, SqliteMetaStore)
+    try:
+        lite.migrate()
+        init(lite)
+        for _ in range(3):
+            versions(lite)
+        assert len(lite._connections) == 1
+        other = threading.Thread(target=versions, args=(lite,))
+        other.start()
+        other.join()
+        assert len(lite._connections) == 2
+    finally:
+        lite.close()
