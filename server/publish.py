@@ -8,7 +8,7 @@ publish is either fully stored or not at all.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
@@ -19,7 +19,7 @@ from tuf.api.serialization.json import JSONSerializer
 from tufnotary.server.audit import AuditEntry, publish_details
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.errors import OnlineKeyError, VersionConflictError
-from tufnotary.server.storage import MetaStore, NewFile
+from tufnotary.server.storage import MetaStore, NewFile, StoredFile
 from tufnotary.server.validation import validate_update
 
 ONLINE_ROLES = ("timestamp", "snapshot")
@@ -122,7 +122,8 @@ def publish(
     `audit(details)` makes the audit entry stored in the same transaction (details: the roles and
     versions written, the versions they replace, and each targets role's per-target changes)."""
     now = now or utcnow()
-    current = store.current(collection)
+    # Validation always reads the root and (unless uploaded) targets; other roles load if needed.
+    current = store.current(collection, preload=("root", "targets"))
     update = validate_update(current, uploads, now, config.validation)
     files = [NewFile(role, md.signed.version, uploads[role]) for role, md in update.uploaded.items()]
 
@@ -142,11 +143,15 @@ def publish(
     )
     files.append(NewFile("timestamp", timestamp_version, timestamp_bytes))
 
-    details = publish_details({role: f.data for role, f in current.items()},
-                              {f.role: (f.version, f.data) for f in files})
+    details = publish_details(_replaced(current, files), {f.role: (f.version, f.data) for f in files})
     entry = audit(details) if audit else AuditEntry("publish", collection, "unknown", None, details)
     store.commit(collection, files, expected={role: f.version for role, f in current.items()}, audit=entry)
     return {f.role: f.version for f in files}
+
+
+def _replaced(current: Mapping[str, StoredFile], files: Sequence[NewFile]) -> dict[str, StoredFile]:
+    """The stored files that `files` replace (their bytes still unread unless already loaded)."""
+    return {f.role: current[f.role] for f in files if f.role in current}
 
 
 def _due(expires: datetime, lifetime: timedelta, now: datetime) -> bool:
@@ -163,7 +168,7 @@ def renew(
     a publish or another renewer changed the collection meanwhile: that one's result is as fresh.
     """
     now = now or utcnow()
-    current = store.current(collection)
+    current = store.current(collection, preload=("root", "snapshot", "timestamp"))
     if "timestamp" not in current:
         return {}
     root = Metadata.from_bytes(current["root"].data).signed
@@ -185,8 +190,7 @@ def renew(
         )
         files.append(NewFile("timestamp", version, data))
     if files:
-        details = publish_details({role: f.data for role, f in current.items()},
-                                  {f.role: (f.version, f.data) for f in files})
+        details = publish_details(_replaced(current, files), {f.role: (f.version, f.data) for f in files})
         store.commit(collection, files, expected={role: f.version for role, f in current.items()},
                      audit=AuditEntry("renew", collection, "tufnotary-server", None, details))
     return {f.role: f.version for f in files}

@@ -6,28 +6,69 @@ Backends implement `MetaStore`; `tests/server/test_storage.py` runs the same con
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from tufnotary.server.audit import AuditEntry, AuditRecord
 
 
-@dataclass(frozen=True)
 class StoredFile:
-    """One stored version of one role's signed metadata file."""
+    """One stored version of one role's signed metadata file (immutable).
+
+    `data` may be read from the database on first access: `current()` reads every role's
+    version, digest and length but only the bytes a caller touches, since a collection of many
+    hash bins holds megabytes a publish of one bin never needs. A late read is of this very
+    (role, version), checked against `sha256`, whatever was committed in between.
+    """
+
+    __slots__ = ("role", "version", "sha256", "length", "created_at", "_data", "_load")
 
     role: str
     """"root", "targets", "snapshot", "timestamp", or a delegated role name (may contain "/")."""
     version: int
-    data: bytes
-    """The exact bytes uploaded or generated, returned byte-for-byte."""
     sha256: str
     """Lower-case hex SHA-256 digest of `data`."""
     length: int
     """len(data)."""
     created_at: datetime
     """When the commit that stored it ran (timezone-aware, UTC)."""
+
+    def __init__(self, role: str, version: int, data: bytes | None, sha256: str, length: int,
+                 created_at: datetime, *, load: Callable[[], bytes] | None = None) -> None:
+        if data is None and load is None:
+            raise ValueError("a StoredFile needs its data or a way to load it")
+        for name, value in (("role", role), ("version", version), ("sha256", sha256), ("length", length),
+                            ("created_at", created_at), ("_data", data), ("_load", load)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def data(self) -> bytes:
+        """The exact bytes uploaded or generated, returned byte-for-byte."""
+        if self._data is None:
+            assert self._load is not None
+            # Two threads may both load; they get the same bytes.
+            object.__setattr__(self, "_data", self._load())
+            object.__setattr__(self, "_load", None)
+        assert self._data is not None
+        return self._data
+
+    def _key(self) -> tuple[str, int, str, int, datetime]:
+        return (self.role, self.version, self.sha256, self.length, self.created_at)
+
+    def __eq__(self, other: object) -> bool:
+        # The digest stands for the bytes: loaded data is checked against it.
+        return isinstance(other, StoredFile) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("StoredFile is immutable")
+
+    def __repr__(self) -> str:
+        return (f"StoredFile(role={self.role!r}, version={self.version}, sha256={self.sha256[:12]}…,"
+                f" length={self.length}, created_at={self.created_at.isoformat()})")
 
 
 @dataclass(frozen=True)
@@ -58,8 +99,13 @@ class MetaStore(ABC):
         """
 
     @abstractmethod
-    def current(self, collection: str) -> dict[str, StoredFile]:
-        """Return the latest version of every role of `collection`; {} if it does not exist."""
+    def current(self, collection: str, preload: Collection[str] = ()) -> dict[str, StoredFile]:
+        """Return the latest version of every role of `collection`; {} if it does not exist.
+
+        The bytes of the roles in `preload` are read with it; the others' on first access of
+        their `data` (one read each). A late read still returns that version's bytes; it raises
+        `VersionConflictError` if the collection was deleted meanwhile.
+        """
 
     @abstractmethod
     def get(self, collection: str, role: str, version: int | None = None) -> StoredFile | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -23,6 +23,8 @@ T = TypeVar("T")
 _MIGRATION_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 
 _FILE_COLUMNS = "f.role, f.version, f.data, f.sha256, f.length, f.created_at"
+# The bytes of the roles a caller asked for (NULL for the others, read on first use).
+_LAZY_FILE_COLUMNS = "f.role, f.version, {data}, f.sha256, f.length, f.created_at, f.collection_id"
 
 
 class Cursor(Protocol):
@@ -102,12 +104,17 @@ class SqlMetaStore(MetaStore):
 
     # --- reads --------------------------------------------------------------------------
 
-    def current(self, collection: str) -> dict[str, StoredFile]:
+    def current(self, collection: str, preload: Collection[str] = ()) -> dict[str, StoredFile]:
         _check_name("collection", collection)
+        preload = sorted(set(preload))
+        for role in preload:
+            _check_name("role", role)
+        data = (f"CASE WHEN f.role IN ({', '.join('?' * len(preload))}) THEN f.data END"
+                if preload else "NULL")
         # The newest version of each role comes from the (collection_id, role, version) key
-        # alone; only those rows are then read with their data.
+        # alone; only those rows are then read, with the bytes of the `preload` roles only.
         sql = self._q(
-            f"SELECT {_FILE_COLUMNS} FROM files f"
+            f"SELECT {_LAZY_FILE_COLUMNS.format(data=data)} FROM files f"
             " JOIN (SELECT g.collection_id, g.role, MAX(g.version) AS version"
             "       FROM files g JOIN collections c ON c.id = g.collection_id"
             "       WHERE c.name = ? GROUP BY g.collection_id, g.role) latest"
@@ -115,10 +122,37 @@ class SqlMetaStore(MetaStore):
             " AND f.version = latest.version")
 
         def work(cur: Cursor) -> dict[str, StoredFile]:
-            cur.execute(sql, (collection,))
-            return {f.role: f for f in map(self._stored_file, cur.fetchall())}
+            cur.execute(sql, (*preload, collection))
+            files = {}
+            for role, version, blob, digest, length, created_at, collection_id in cur.fetchall():
+                load = None if blob is not None else self._loader(collection, int(collection_id), role,
+                                                                   int(version), digest)
+                files[role] = StoredFile(role, int(version), None if blob is None else bytes(blob), digest,
+                                         int(length), self._decode_time(created_at), load=load)
+            return files
 
         return self._run(work, write=False)
+
+    def _loader(self, collection: str, collection_id: int, role: str, version: int,
+                digest: str) -> Callable[[], bytes]:
+        """Reads the bytes of exactly (collection_id, role, version) later, checked against `digest`
+        (a collection deleted and created again may reuse an id, never its files' digests)."""
+        sql = self._q("SELECT data FROM files WHERE collection_id = ? AND role = ? AND version = ?")
+
+        def work(cur: Cursor) -> bytes | None:
+            cur.execute(sql, (collection_id, role, version))
+            row = cur.fetchone()
+            return None if row is None else bytes(row[0])
+
+        def load() -> bytes:
+            data = self._run(work, write=False)
+            if data is None or hashlib.sha256(data).hexdigest() != digest:
+                raise VersionConflictError(
+                    f"collection {collection!r} was deleted since it was read: read it again",
+                    detail={"role": role, "version": version})
+            return data
+
+        return load
 
     def get(self, collection: str, role: str, version: int | None = None) -> StoredFile | None:
         _check_name("collection", collection)

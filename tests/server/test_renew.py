@@ -72,7 +72,7 @@ def test_renewal_loses_to_a_concurrent_publish(app, store, published):
     class Racing:
         """Store view that lets a publish land between renew's read and its commit."""
 
-        def current(self, collection):
+        def current(self, collection, preload=()):
             return stale
 
         def commit(self, *args, **kwargs):

@@ -88,6 +88,50 @@ def test_current_picks_the_highest_version_of_each_role(store: MetaStore) -> Non
         assert f.data == payload(role, f.version)
 
 
+def test_current_with_lazy_data_returns_the_same_bytes(store: MetaStore) -> None:
+    init(store)
+    store.commit(COLLECTION, [new("targets/bin-0", 1, "bin")], {"targets/bin-0": 0})
+    for preload in ((), ("root", "targets"), ("root", "snapshot", "timestamp", "no-such-role")):
+        current = store.current(COLLECTION, preload=preload)
+        assert set(current) == {*TOP_ROLES, "targets/bin-0"}
+        for role, f in current.items():
+            expected = payload(role, 1, "bin" if role == "targets/bin-0" else "")
+            assert type(f.data) is bytes and f.data == expected
+            assert f.sha256 == hashlib.sha256(expected).hexdigest() and f.length == len(expected)
+        assert current == store.current(COLLECTION)
+
+
+def test_lazy_data_is_that_version_even_after_a_newer_commit(store: MetaStore) -> None:
+    init(store)
+    current = store.current(COLLECTION)  # nothing read yet
+    store.commit(COLLECTION, [new("targets", 2, "newer"), new("timestamp", 2, "newer")],
+                 {"targets": 1, "timestamp": 1})
+    assert current["targets"].version == 1 and current["targets"].data == payload("targets", 1)
+    assert current["timestamp"].data == payload("timestamp", 1)
+    assert store.current(COLLECTION)["targets"].data == payload("targets", 2, "newer")
+
+
+def test_lazy_data_of_a_deleted_collection_is_a_conflict(store: MetaStore) -> None:
+    init(store)
+    current = store.current(COLLECTION, preload=("root",))
+    store.delete_collection(COLLECTION)
+    # The same name again, perhaps the same id: other bytes under the same versions.
+    store.commit(COLLECTION, [new(role, 1, "reborn") for role in TOP_ROLES], {role: 0 for role in TOP_ROLES})
+    assert current["root"].data == payload("root", 1)  # preloaded
+    with pytest.raises(VersionConflictError, match="deleted since it was read"):
+        current["targets"].data  # noqa: B018 - the access is what is tested
+
+
+def test_stored_file_is_immutable_and_needs_data(store: MetaStore) -> None:
+    init(store)
+    f = store.current(COLLECTION)["root"]
+    with pytest.raises(AttributeError):
+        f.version = 2  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        StoredFile("root", 1, None, "0" * 64, 0, datetime.now(timezone.utc))
+    assert "data" not in repr(f) and f.role in repr(f)
+
+
 def test_get_returns_old_versions_and_the_latest(store: MetaStore) -> None:
     init(store)
     store.commit(COLLECTION, [new("root", 2, "rotated")], {"root": 1})
