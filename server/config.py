@@ -37,6 +37,7 @@ class ServerConfig:
     max_snapshot_bytes: int = 2_000_000
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     renew_interval: float = 60.0  # seconds between checks for timestamps due for renewal; 0 disables
+    renew_batch: int = 200  # collections claimed, signed (one SignBatch per role) and committed at once
     # Authentication, authorisation and rate limits (docs/auth.md). The default is auth on with
     # nothing trusted, which `create_app` refuses: configure an issuer, or say mode="none".
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -67,6 +68,7 @@ _FIELDS = {
     "SNAPSHOT_EXPIRY_DAYS": ("snapshot_expiry", _days),
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "RENEW_INTERVAL": ("renew_interval", float),
+    "RENEW_BATCH": ("renew_batch", _positive_int),
     "MAX_ROOT_BYTES": ("max_root_bytes", int),
     "MAX_TARGETS_BYTES": ("max_targets_bytes", int),
     "MAX_SNAPSHOT_BYTES": ("max_snapshot_bytes", int),

@@ -8,9 +8,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tufnotary.server.audit import AuditEntry, AuditRecord
+from tufnotary.server.errors import VersionConflictError
 
 
 class StoredFile:
@@ -71,6 +72,10 @@ class StoredFile:
                 f" length={self.length}, created_at={self.created_at.isoformat()})")
 
 
+ONLINE_ROLES = ("timestamp", "snapshot")
+"""The roles whose expiry a store tracks for the renewer (`NewFile.online_expires`)."""
+
+
 @dataclass(frozen=True)
 class NewFile:
     """A file to store in `MetaStore.commit`."""
@@ -78,6 +83,31 @@ class NewFile:
     role: str
     version: int
     data: bytes
+    online_expires: datetime | None = None
+    """For a timestamp or snapshot the server signed: its expiry, by which the renewer must
+    replace it (`claim_renewals`). None: the server does not renew it (e.g. a snapshot its owner
+    signed). Storing a timestamp or snapshot always replaces the tracked expiry of its role."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One collection's part of `MetaStore.commit_many`: the arguments of `MetaStore.commit`."""
+
+    collection: str
+    files: Sequence[NewFile]
+    expected: Mapping[str, int]
+    audit: AuditEntry | None = None
+
+
+@dataclass(frozen=True)
+class RenewalState:
+    """What the renewer needs of one collection (`MetaStore.renewal_state`)."""
+
+    files: Mapping[str, StoredFile]
+    """The latest root, snapshot and timestamp, bytes read; a role not stored is absent."""
+    snapshot_online: bool
+    """The store tracks the snapshot's expiry: the server signed it (or, for snapshots stored
+    before the store tracked this, may have)."""
 
 
 class MetaStore(ABC):
@@ -130,6 +160,37 @@ class MetaStore(ABC):
         `audit`, when given, is appended to the audit chain in the same transaction: the files
         are stored with their record or not at all.
         """
+
+    @abstractmethod
+    def commit_many(self, commits: Sequence[Commit]) -> list[VersionConflictError | None]:
+        """Apply many commits to distinct collections in one transaction; each is all or nothing.
+
+        Each commit follows `commit`'s rules on its own: one that conflicts stores nothing and
+        its `VersionConflictError` is returned in its place (None for those stored), without
+        affecting the others. Bad arguments in any commit raise `ValueError` and store nothing.
+        """
+
+    @abstractmethod
+    def claim_renewals(self, timestamp_before: datetime, snapshot_before: datetime, now: datetime,
+                       lease: timedelta, limit: int) -> list[str]:
+        """Claim up to `limit` collections due for renewal, for `lease`; return their names.
+
+        Due: the tracked timestamp expiry is before `timestamp_before`, or the tracked snapshot
+        expiry before `snapshot_before`. A claimed collection is not claimed again, by any
+        store on any host, until `release_renewals` or until its lease ends (a renewer that
+        died). Most urgent first.
+        """
+
+    @abstractmethod
+    def release_renewals(self, collections: Sequence[str], snapshot_offline: Sequence[str] = ()) -> None:
+        """End the claims on `collections`; stop tracking the snapshot expiry of `snapshot_offline`
+        (the renewer found the server cannot sign their snapshot). Unknown names are ignored."""
+
+    @abstractmethod
+    def renewal_state(self, collections: Sequence[str]) -> dict[str, RenewalState]:
+        """The latest root, snapshot and timestamp (with bytes) of each collection, in one read.
+
+        Collections that do not exist are absent."""
 
     @abstractmethod
     def delete_collection(self, collection: str, audit: AuditEntry | None = None) -> bool:

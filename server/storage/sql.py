@@ -10,13 +10,13 @@ import hashlib
 import re
 from abc import abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from tufnotary.server.audit import GENESIS_HASH, AuditEntry, AuditRecord, seal
 from tufnotary.server.errors import VersionConflictError
-from tufnotary.server.storage.base import MetaStore, NewFile, StoredFile
+from tufnotary.server.storage.base import ONLINE_ROLES, Commit, MetaStore, NewFile, RenewalState, StoredFile
 
 T = TypeVar("T")
 
@@ -45,6 +45,8 @@ class SqlMetaStore(MetaStore):
     placeholder: ClassVar[str] = "?"
     lock_clause: ClassVar[str] = ""
     """Appended to a SELECT of a `collections` row to lock it until the transaction ends."""
+    skip_locked_clause: ClassVar[str] = ""
+    """Like `lock_clause`, passing over rows other transactions hold locked."""
     integrity_errors: ClassVar[tuple[type[Exception], ...]]
     """Driver exceptions raised when an insert breaks a unique constraint."""
     migrations_table_ddl: ClassVar[str]
@@ -183,42 +185,151 @@ class SqlMetaStore(MetaStore):
 
     def commit(self, collection: str, files: Sequence[NewFile], expected: Mapping[str, int],
                audit: AuditEntry | None = None) -> None:
-        _check_name("collection", collection)
-        _check_commit(files, expected)
+        one = Commit(collection, files, expected, audit)
+        _check_commit(one)
         now = _now()
-        rows = [(f.role, f.version, bytes(f.data), hashlib.sha256(f.data).hexdigest(), len(f.data))
-                for f in files]
+        # One commit needs no savepoint: a conflict rolls the whole transaction back.
+        self._run(lambda cur: self._commit_one(cur, one, now), write=True)
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[VersionConflictError | None]:
+        for c in commits:
+            _check_commit(c)
+        names = [c.collection for c in commits]
+        if len(set(names)) != len(names):
+            raise ValueError("commit_many takes at most one commit per collection")
+        if not commits:
+            return []
+        now = _now()
+
+        def work(cur: Cursor) -> list[VersionConflictError | None]:
+            # Lock every existing collection first, in one order, before the audit head: a
+            # publish locks its collection then the head, so this order cannot deadlock with it.
+            cur.execute(self._q(f"SELECT id FROM collections WHERE name IN ({', '.join('?' * len(names))})"
+                                " ORDER BY id" + self.lock_clause), names)
+            cur.fetchall()
+            results: list[VersionConflictError | None] = []
+            for c in commits:
+                cur.execute("SAVEPOINT one_commit")
+                try:
+                    self._commit_one(cur, c, now)
+                except VersionConflictError as e:
+                    cur.execute("ROLLBACK TO SAVEPOINT one_commit")
+                    results.append(e)
+                else:
+                    results.append(None)
+                cur.execute("RELEASE SAVEPOINT one_commit")
+            return results
+
+        return self._run(work, write=True)
+
+    def _commit_one(self, cur: Cursor, c: Commit, now: datetime) -> None:
+        """`commit`'s rules for one collection, inside the caller's write transaction."""
+        collection = c.collection
+        collection_id = self._lock_collection(cur, collection, now)
+        cur.execute(self._q("SELECT role, MAX(version) FROM files WHERE collection_id = ?"
+                            " GROUP BY role"), (collection_id,))
+        stored = dict(cur.fetchall())
+        stale = {role: {"expected": version, "current": stored.get(role, 0)}
+                 for role, version in c.expected.items() if stored.get(role, 0) != version}
+        if stale:
+            raise VersionConflictError(
+                f"collection {collection!r} changed since it was read: "
+                + ", ".join(f"{r} is at version {s['current']}, not {s['expected']}"
+                            for r, s in sorted(stale.items())), detail=stale)
+        for f in c.files:
+            cur.execute(self._q("SELECT 1 FROM files WHERE collection_id = ? AND role = ?"
+                                " AND version = ?"), (collection_id, f.role, f.version))
+            if cur.fetchone() is not None:
+                raise _duplicate(collection, f.role, f.version)
+        for f in c.files:
+            data = bytes(f.data)
+            try:
+                cur.execute(self._q("INSERT INTO files (collection_id, role, version, data, sha256,"
+                                    " length, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                            (collection_id, f.role, f.version, data, hashlib.sha256(data).hexdigest(),
+                             len(data), self._encode_time(now)))
+            except self.integrity_errors as exc:
+                # Only reachable if the collection lock were bypassed; the key still holds.
+                raise _duplicate(collection, f.role, f.version) from exc
+        for role in ONLINE_ROLES:
+            # The newest version written of an online role sets its tracked expiry.
+            written = [f for f in c.files if f.role == role]
+            if written:
+                expires = max(written, key=lambda f: f.version).online_expires
+                cur.execute(self._q(f"UPDATE collections SET {role}_expires = ? WHERE id = ?"),
+                            (None if expires is None else self._encode_time(expires), collection_id))
+        if c.audit is not None:
+            self._append_audit(cur, c.audit)
+
+    # --- renewal ------------------------------------------------------------------------
+
+    def claim_renewals(self, timestamp_before: datetime, snapshot_before: datetime, now: datetime,
+                       lease: timedelta, limit: int) -> list[str]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an integer >= 1, not {limit!r}")
+        if lease <= timedelta(0):
+            raise ValueError(f"lease must be positive, not {lease!r}")
+        # SKIP LOCKED (PostgreSQL) passes over rows another renewer is claiming or a publish is
+        # committing right now; SQLite serialises write transactions instead.
+        sql = self._q(
+            "UPDATE collections SET renew_claimed_until = ? WHERE id IN ("
+            " SELECT id FROM collections"
+            " WHERE (timestamp_expires < ? OR snapshot_expires < ?)"
+            " AND (renew_claimed_until IS NULL OR renew_claimed_until < ?)"
+            " ORDER BY timestamp_expires LIMIT ?" + self.skip_locked_clause + ")"
+            " RETURNING name")
+
+        def work(cur: Cursor) -> list[str]:
+            cur.execute(sql, (self._encode_time(now + lease), self._encode_time(timestamp_before),
+                              self._encode_time(snapshot_before), self._encode_time(now), limit))
+            return sorted(row[0] for row in cur.fetchall())
+
+        return self._run(work, write=True)
+
+    def release_renewals(self, collections: Sequence[str], snapshot_offline: Sequence[str] = ()) -> None:
+        for name in (*collections, *snapshot_offline):
+            _check_name("collection", name)
+        if not collections and not snapshot_offline:
+            return
 
         def work(cur: Cursor) -> None:
-            collection_id = self._lock_collection(cur, collection, now)
-            cur.execute(self._q("SELECT role, MAX(version) FROM files WHERE collection_id = ?"
-                                " GROUP BY role"), (collection_id,))
-            stored = dict(cur.fetchall())
-            stale = {role: {"expected": version, "current": stored.get(role, 0)}
-                     for role, version in expected.items() if stored.get(role, 0) != version}
-            if stale:
-                raise VersionConflictError(
-                    f"collection {collection!r} changed since it was read: "
-                    + ", ".join(f"{r} is at version {s['current']}, not {s['expected']}"
-                                for r, s in sorted(stale.items())), detail=stale)
-            for role, version, *_ in rows:
-                cur.execute(self._q("SELECT 1 FROM files WHERE collection_id = ? AND role = ?"
-                                    " AND version = ?"), (collection_id, role, version))
-                if cur.fetchone() is not None:
-                    raise _duplicate(collection, role, version)
-            for role, version, data, digest, length in rows:
-                try:
-                    cur.execute(self._q("INSERT INTO files (collection_id, role, version, data, sha256,"
-                                        " length, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                                (collection_id, role, version, data, digest, length,
-                                 self._encode_time(now)))
-                except self.integrity_errors as exc:
-                    # Only reachable if the collection lock were bypassed; the key still holds.
-                    raise _duplicate(collection, role, version) from exc
-            if audit is not None:
-                self._append_audit(cur, audit)
+            if collections:
+                cur.execute(self._q("UPDATE collections SET renew_claimed_until = NULL"
+                                    f" WHERE name IN ({', '.join('?' * len(collections))})"), list(collections))
+            if snapshot_offline:
+                cur.execute(self._q("UPDATE collections SET snapshot_expires = NULL"
+                                    f" WHERE name IN ({', '.join('?' * len(snapshot_offline))})"),
+                            list(snapshot_offline))
 
         self._run(work, write=True)
+
+    def renewal_state(self, collections: Sequence[str]) -> dict[str, RenewalState]:
+        for name in collections:
+            _check_name("collection", name)
+        if not collections:
+            return {}
+        sql = self._q(
+            f"SELECT c.name, c.snapshot_expires IS NOT NULL, {_FILE_COLUMNS} FROM files f"
+            " JOIN (SELECT g.collection_id, g.role, MAX(g.version) AS version"
+            "       FROM files g JOIN collections c ON c.id = g.collection_id"
+            f"      WHERE c.name IN ({', '.join('?' * len(collections))})"
+            "       AND g.role IN ('root', 'snapshot', 'timestamp')"
+            "       GROUP BY g.collection_id, g.role) latest"
+            " ON f.collection_id = latest.collection_id AND f.role = latest.role"
+            " AND f.version = latest.version"
+            " JOIN collections c ON c.id = f.collection_id")
+
+        def work(cur: Cursor) -> dict[str, RenewalState]:
+            cur.execute(sql, list(collections))
+            files: dict[str, dict[str, StoredFile]] = {}
+            online: dict[str, bool] = {}
+            for name, snapshot_online, *row in cur.fetchall():
+                stored = self._stored_file(row)
+                files.setdefault(name, {})[stored.role] = stored
+                online[name] = bool(snapshot_online)
+            return {name: RenewalState(roles, online[name]) for name, roles in files.items()}
+
+        return self._run(work, write=False)
 
     def delete_collection(self, collection: str, audit: AuditEntry | None = None) -> bool:
         _check_name("collection", collection)
@@ -326,18 +437,21 @@ def _check_version(version: int, minimum: int = 1) -> None:
         raise ValueError(f"version must be an integer >= {minimum}, not {version!r}")
 
 
-def _check_commit(files: Sequence[NewFile], expected: Mapping[str, int]) -> None:
-    if not files:
+def _check_commit(c: Commit) -> None:
+    _check_name("collection", c.collection)
+    if not c.files:
         raise ValueError("commit needs at least one file")
     seen: set[tuple[str, int]] = set()
-    for f in files:
+    for f in c.files:
         _check_name("role", f.role)
         _check_version(f.version)
         if not isinstance(f.data, (bytes, bytearray, memoryview)):
             raise ValueError(f"data of {f.role} v{f.version} must be bytes")
         if (f.role, f.version) in seen:
             raise ValueError(f"version {f.version} of role {f.role!r} appears twice in one commit")
+        if f.online_expires is not None and (f.role not in ONLINE_ROLES or f.online_expires.tzinfo is None):
+            raise ValueError(f"online_expires is for timestamp and snapshot only, timezone-aware: {f.role} v{f.version}")
         seen.add((f.role, f.version))
-    for role, version in expected.items():
+    for role, version in c.expected.items():
         _check_name("role", role)
         _check_version(version, minimum=0)

@@ -8,7 +8,8 @@ from datetime import timedelta
 from tests.server.test_api import COLLECTION, online_key, upload
 from tests.tuf_factory import CollectionFactory
 from tufnotary.server.config import ServerConfig
-from tufnotary.server.publish import publish, renew, utcnow
+from tufnotary.server.publish import publish, utcnow
+from tufnotary.server.renewer import renew
 
 ROLES = [f"team-{i}" for i in range(6)]
 

@@ -11,8 +11,8 @@ from tests.server.test_api import COLLECTION, online_key, upload
 from tests.tuf_factory import CollectionFactory
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.errors import VersionConflictError
-from tufnotary.server.publish import build_snapshot, build_timestamp, publish, renew, utcnow
-from tufnotary.server.renewer import renew_all
+from tufnotary.server.publish import build_snapshot, build_timestamp, publish, utcnow
+from tufnotary.server.renewer import renew, renew_all
 
 CONFIG = ServerConfig()
 
@@ -67,16 +67,16 @@ def test_client_managed_snapshot_is_not_renewed_by_the_server(http, app, store):
 
 
 def test_renewal_loses_to_a_concurrent_publish(app, store, published):
-    stale = store.current(COLLECTION)
+    stale = store.renewal_state([COLLECTION])
 
     class Racing:
         """Store view that lets a publish land between renew's read and its commit."""
 
-        def current(self, collection, preload=()):
+        def renewal_state(self, collections):
             return stale
 
-        def commit(self, *args, **kwargs):
-            return store.commit(*args, **kwargs)
+        def commit_many(self, commits):
+            return store.commit_many(commits)
 
     published.bump("targets")
     publish(store, signer_of(app), CONFIG, COLLECTION, {"targets": published.sign("targets")})
