@@ -20,6 +20,7 @@ from tufnotary.server.storage.base import ONLINE_ROLES, Commit, MetaStore, NewFi
 
 T = TypeVar("T")
 
+_NAMES_PER_STATEMENT = 1000
 _MIGRATION_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 
 _FILE_COLUMNS = "f.role, f.version, f.data, f.sha256, f.length, f.created_at"
@@ -293,13 +294,12 @@ class SqlMetaStore(MetaStore):
             return
 
         def work(cur: Cursor) -> None:
-            if collections:
-                cur.execute(self._q("UPDATE collections SET renew_claimed_until = NULL"
-                                    f" WHERE name IN ({', '.join('?' * len(collections))})"), list(collections))
-            if snapshot_offline:
-                cur.execute(self._q("UPDATE collections SET snapshot_expires = NULL"
-                                    f" WHERE name IN ({', '.join('?' * len(snapshot_offline))})"),
-                            list(snapshot_offline))
+            for column, names in (("renew_claimed_until", collections), ("snapshot_expires", snapshot_offline)):
+                # A pass may release tens of thousands: stay under SQLite's limit of bound parameters.
+                for start in range(0, len(names), _NAMES_PER_STATEMENT):
+                    part = list(names[start:start + _NAMES_PER_STATEMENT])
+                    cur.execute(self._q(f"UPDATE collections SET {column} = NULL"
+                                        f" WHERE name IN ({', '.join('?' * len(part))})"), part)
 
         self._run(work, write=True)
 

@@ -55,6 +55,13 @@ def test_a_claimed_collection_is_not_claimed_again_until_released_or_its_lease_e
     assert claim(store, now=NOW + LEASE + timedelta(seconds=1)) == ["c0", "c1", "c2"]
 
 
+def test_release_of_more_names_than_one_statement_binds(store: MetaStore) -> None:
+    create(store, COLLECTION, NOW)
+    assert claim(store) == [COLLECTION]
+    store.release_renewals([f"other/{i}" for i in range(2500)] + [COLLECTION])
+    assert claim(store) == [COLLECTION]
+
+
 def test_concurrent_claimers_never_share_a_collection(store_url: str) -> None:
     stores = [open_store(store_url) for _ in range(4)]
     stores[0].migrate()
