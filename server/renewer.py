@@ -52,8 +52,8 @@ from tufnotary.server.storage import Commit, MetaStore, NewFile, RenewalState
 log = logging.getLogger(__name__)
 
 CLAIM_LEASE = timedelta(minutes=5)
-"""How long a claim keeps other renewers off a collection. Longer than any pass; a collection whose
-renewal failed is retried when it ends (a renewer that died frees its claims the same way)."""
+"""How long a claim keeps other renewers off a collection: longer than any pass, which releases its
+claims when it ends. Only the claims of a renewer that died run out this way."""
 BATCH_SECONDS_PER_ITEM = 0.1
 """Deadline of a SignBatch call: the signer timeout plus this per payload (today's signer needs ~0.06)."""
 _SERIAL = publishing._SERIALIZER
@@ -253,35 +253,34 @@ def renew(store: MetaStore, signer: BatchSigner, config: ServerConfig, collectio
 
 def renew_all(store: MetaStore, signer: BatchSigner, config: ServerConfig, now: datetime | None = None) -> int:
     """One pass: claim due collections `config.renew_batch` at a time and renew them; returns how
-    many were renewed. Claims are released at the end of the pass (so none is looked at twice in
-    it), except those of collections that failed: they wait for their lease to end."""
+    many were renewed. Every claim is held to the end of the pass, so that no collection is looked
+    at twice in it, then released: what failed is retried by the next pass, as before claims."""
     now = now or publishing.utcnow()
     renewed = 0
-    done: list[str] = []
+    claimed_all: list[str] = []
     offline: list[str] = []
     token = set_request_id(new_request_id("renew-"))  # follows the pass into the signer's logs
     try:
         while claimed := store.claim_renewals(now + config.timestamp_expiry / 2, now + config.snapshot_expiry / 2,
                                               now, CLAIM_LEASE, config.renew_batch):
+            claimed_all.extend(claimed)
             try:
                 outcome = renew_collections(store, signer, config, claimed, now)
-            except ServerError as e:  # the signer or the database is down: the leases will end
+            except ServerError as e:  # the signer or the database is down: the next pass tries again
                 metrics.renewal_failures.labels(e.code).inc(len(claimed))
                 log.warning("could not renew %d collection(s): %s %s", len(claimed), e.code, e.message)
                 break
-            for name, written in outcome.written.items():
+            for written in outcome.written.values():
                 if written:
                     renewed += 1
                     metrics.renewals.inc()
             for name, error in outcome.failed.items():
                 metrics.renewal_failures.labels(error.code).inc()
                 log.warning("could not renew %s: %s %s", name, error.code, error.message)
-            done.extend(outcome.written)
-            done.extend(outcome.conflicts)
             offline.extend(outcome.snapshot_offline)
     finally:
         try:
-            store.release_renewals(done, offline)
+            store.release_renewals(claimed_all, offline)  # if this fails, the leases end by themselves
         finally:
             reset_request_id(token)
     return renewed

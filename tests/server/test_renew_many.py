@@ -148,9 +148,25 @@ def test_a_root_without_the_server_key_is_skipped_and_unchanged(app, store, coll
     assert timestamp_versions(store) == {NAMES[0]: 1, **{name: 2 for name in NAMES[1:]}}
     assert failures("ONLINE_KEY_MISMATCH") == before + 1
     assert any(NAMES[0] in r.getMessage() and "does not list the key" in r.getMessage() for r in caplog.records)
-    # Its claim holds until the lease ends: the next pass does not look at it again.
-    assert renew_all(store, signer_of(app), CONFIG, now=utcnow() + LATER) == 0
-    assert failures("ONLINE_KEY_MISMATCH") == before + 1
+    # The next pass tries it again (its claim was released), and only it.
+    counting = CountingClaims(store)
+    assert renew_all(counting, signer_of(app), CONFIG, now=utcnow() + LATER) == 0
+    assert counting.claims == [[NAMES[0]]]
+    assert failures("ONLINE_KEY_MISMATCH") == before + 2
+    assert store.get(NAMES[0], "timestamp").version == 1
+
+
+def test_signer_down_fails_the_pass_and_the_next_one_renews(app, store, collections, running_signer, server_certs):
+    unreachable = remote_signer("127.0.0.1:1", server_certs, timeout=0.5)  # nothing listens there
+    before = failures("SIGNER_UNAVAILABLE")
+    try:
+        assert renew_all(store, unreachable, ServerConfig(renew_batch=2, signer_timeout=0.5),
+                         now=utcnow() + LATER) == 0
+    finally:
+        unreachable.close()
+    assert failures("SIGNER_UNAVAILABLE") == before + CONFIG.renew_batch  # the first chunk, then it stopped
+    assert timestamp_versions(store) == {name: 1 for name in NAMES}
+    assert renew_all(store, signer_of(app), CONFIG, now=utcnow() + LATER) == COUNT  # claims were released
 
 
 @pytest.fixture
