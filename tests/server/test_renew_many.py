@@ -177,3 +177,22 @@ def store_url_of(tmp_path):
         return f"sqlite:///{store.path}" if hasattr(store, "path") else store._url
 
     return url
+
+
+def test_a_back_filled_owner_signed_snapshot_is_left_alone_and_untracked(app, http, store):
+    """Migration 0003 assumed every stored snapshot server-signed; the signer's KEY_NOT_FOUND corrects it."""
+    name = "many/own-snapshot"
+    repo = CollectionFactory(online_keys={"timestamp": online_key(http, "timestamp", name)})
+    repo.snapshot_for({"targets": 1})
+    files = {"root": repo.sign("root"), "targets": repo.sign("targets"), "snapshot": repo.sign("snapshot")}
+    assert upload(http, files, name).status_code == 200
+    assert store.renewal_state([name])[name].snapshot_online is False
+    snapshot_expires = Metadata.from_bytes(files["snapshot"]).signed.expires
+    store._run(lambda cur: cur.execute(store._q("UPDATE collections SET snapshot_expires = ? WHERE name = ?"),
+                                       (store._encode_time(snapshot_expires), name)), write=True)
+    assert store.renewal_state([name])[name].snapshot_online is True  # as back-filled
+    later = utcnow() + timedelta(days=4)
+    assert renew_all(store, signer_of(app), CONFIG, now=later) == 1
+    assert store.get(name, "snapshot").version == 1  # the owner's, untouched
+    assert store.get(name, "timestamp").version == 2
+    assert store.renewal_state([name])[name].snapshot_online is False
