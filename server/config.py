@@ -49,10 +49,10 @@ def _days(value: str) -> timedelta:
     return timedelta(days=float(value))
 
 
-def _positive_int(value: str) -> int:
+def _positive_int(value: str, most: int | None = None) -> int:
     number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
+    if number < 1 or (most is not None and number > most):
+        raise ValueError("must be at least 1" + (f" and at most {most}" if most else ""))
     return number
 
 
@@ -68,7 +68,7 @@ _FIELDS = {
     "SNAPSHOT_EXPIRY_DAYS": ("snapshot_expiry", _days),
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "RENEW_INTERVAL": ("renew_interval", float),
-    "RENEW_BATCH": ("renew_batch", _positive_int),
+    "RENEW_BATCH": ("renew_batch", lambda v: _positive_int(v, most=5000)),
     "MAX_ROOT_BYTES": ("max_root_bytes", int),
     "MAX_TARGETS_BYTES": ("max_targets_bytes", int),
     "MAX_SNAPSHOT_BYTES": ("max_snapshot_bytes", int),

@@ -34,6 +34,7 @@ class PostgresMetaStore(SqlMetaStore):
     placeholder = "%s"
     lock_clause = " FOR UPDATE"
     skip_locked_clause = " FOR UPDATE SKIP LOCKED"
+    time_param = "CAST(? AS TIMESTAMPTZ)"
     integrity_errors = (psycopg2.errors.UniqueViolation,)
     migrations_table_ddl = ("CREATE TABLE IF NOT EXISTS schema_migrations"
                             " (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")

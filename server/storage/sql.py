@@ -46,6 +46,8 @@ class SqlMetaStore(MetaStore):
     placeholder: ClassVar[str] = "?"
     lock_clause: ClassVar[str] = ""
     """Appended to a SELECT of a `collections` row to lock it until the transaction ends."""
+    time_param: ClassVar[str] = "?"
+    """A timestamp parameter where its type must be spelled out (a NULL in a CASE)."""
     skip_locked_clause: ClassVar[str] = ""
     """Like `lock_clause`, passing over rows other transactions hold locked."""
     integrity_errors: ClassVar[tuple[type[Exception], ...]]
@@ -189,8 +191,9 @@ class SqlMetaStore(MetaStore):
         one = Commit(collection, files, expected, audit)
         _check_commit(one)
         now = _now()
-        # One commit needs no savepoint: a conflict rolls the whole transaction back.
-        self._run(lambda cur: self._commit_one(cur, one, now), write=True)
+        conflict = self._run(lambda cur: self._commit_all(cur, [one], now)[0], write=True)
+        if conflict is not None:
+            raise conflict
 
     def commit_many(self, commits: Sequence[Commit]) -> list[VersionConflictError | None]:
         for c in commits:
@@ -201,66 +204,87 @@ class SqlMetaStore(MetaStore):
         if not commits:
             return []
         now = _now()
+        return self._run(lambda cur: self._commit_all(cur, commits, now), write=True)
 
-        def work(cur: Cursor) -> list[VersionConflictError | None]:
-            # Lock every existing collection first, in one order, before the audit head: a
-            # publish locks its collection then the head, so this order cannot deadlock with it.
-            cur.execute(self._q(f"SELECT id FROM collections WHERE name IN ({', '.join('?' * len(names))})"
-                                " ORDER BY id" + self.lock_clause), names)
-            cur.fetchall()
-            results: list[VersionConflictError | None] = []
-            for c in commits:
-                cur.execute("SAVEPOINT one_commit")
-                try:
-                    self._commit_one(cur, c, now)
-                except VersionConflictError as e:
-                    cur.execute("ROLLBACK TO SAVEPOINT one_commit")
-                    results.append(e)
+    def _commit_all(self, cur: Cursor, commits: Sequence[Commit], now: datetime) -> list[VersionConflictError | None]:
+        """`commit`'s rules for each of `commits` (distinct collections), inside the caller's write
+        transaction, with a fixed number of statements for any number of commits: the renewer
+        commits hundreds at once. A commit that conflicts writes nothing, so no savepoint is needed:
+        the locks taken first keep every checked version current until the transaction ends."""
+        names = [c.collection for c in commits]
+        # Lock every existing collection first, in one order, before the audit head: a publish
+        # locks its collection then the head, so this order cannot deadlock with it.
+        ids: dict[str, int] = {}
+        for part in _parts(names):
+            cur.execute(self._q(f"SELECT name, id FROM collections WHERE name IN ({_marks(part)})"
+                                " ORDER BY id" + self.lock_clause), part)
+            ids.update((name, int(i)) for name, i in cur.fetchall())
+        results: dict[str, VersionConflictError | None] = {}
+        for c in commits:
+            if c.collection not in ids:
+                # Nothing stored yet: only a commit expecting no role can create it.
+                stale = {role: {"expected": v, "current": 0} for role, v in c.expected.items() if v != 0}
+                if stale:
+                    results[c.collection] = _stale(c.collection, stale)
                 else:
-                    results.append(None)
-                cur.execute("RELEASE SAVEPOINT one_commit")
-            return results
-
-        return self._run(work, write=True)
-
-    def _commit_one(self, cur: Cursor, c: Commit, now: datetime) -> None:
-        """`commit`'s rules for one collection, inside the caller's write transaction."""
-        collection = c.collection
-        collection_id = self._lock_collection(cur, collection, now)
-        cur.execute(self._q("SELECT role, MAX(version) FROM files WHERE collection_id = ?"
-                            " GROUP BY role"), (collection_id,))
-        stored = dict(cur.fetchall())
-        stale = {role: {"expected": version, "current": stored.get(role, 0)}
-                 for role, version in c.expected.items() if stored.get(role, 0) != version}
-        if stale:
-            raise VersionConflictError(
-                f"collection {collection!r} changed since it was read: "
-                + ", ".join(f"{r} is at version {s['current']}, not {s['expected']}"
-                            for r, s in sorted(stale.items())), detail=stale)
-        for f in c.files:
-            cur.execute(self._q("SELECT 1 FROM files WHERE collection_id = ? AND role = ?"
-                                " AND version = ?"), (collection_id, f.role, f.version))
-            if cur.fetchone() is not None:
-                raise _duplicate(collection, f.role, f.version)
-        for f in c.files:
-            data = bytes(f.data)
-            try:
-                cur.execute(self._q("INSERT INTO files (collection_id, role, version, data, sha256,"
-                                    " length, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                            (collection_id, f.role, f.version, data, hashlib.sha256(data).hexdigest(),
+                    ids[c.collection] = self._lock_collection(cur, c.collection, now)
+        live = [c for c in commits if c.collection not in results]
+        stored: dict[int, dict[str, int]] = {ids[c.collection]: {} for c in live}
+        for part in _parts(list(stored)):
+            cur.execute(self._q(f"SELECT collection_id, role, MAX(version) FROM files"
+                                f" WHERE collection_id IN ({_marks(part)}) GROUP BY collection_id, role"), part)
+            for collection_id, role, version in cur.fetchall():
+                stored[int(collection_id)][role] = int(version)
+        for c in live:
+            have = stored[ids[c.collection]]
+            stale = {role: {"expected": v, "current": have.get(role, 0)}
+                     for role, v in c.expected.items() if have.get(role, 0) != v}
+            if stale:
+                results[c.collection] = _stale(c.collection, stale)
+                continue
+            results[c.collection] = None
+            for f in c.files:
+                # Only a version at or below the newest stored one can exist already (gaps aside).
+                if f.version <= have.get(f.role, 0):
+                    cur.execute(self._q("SELECT 1 FROM files WHERE collection_id = ? AND role = ?"
+                                        " AND version = ?"), (ids[c.collection], f.role, f.version))
+                    if cur.fetchone() is not None:
+                        results[c.collection] = _duplicate(c.collection, f.role, f.version)
+                        break
+        winners = [c for c in commits if results[c.collection] is None]
+        rows = []
+        for c in winners:
+            for f in c.files:
+                data = bytes(f.data)
+                rows.append((ids[c.collection], f.role, f.version, data, hashlib.sha256(data).hexdigest(),
                              len(data), self._encode_time(now)))
-            except self.integrity_errors as exc:
-                # Only reachable if the collection lock were bypassed; the key still holds.
-                raise _duplicate(collection, f.role, f.version) from exc
+        try:
+            self._insert_rows(cur, "files", ("collection_id", "role", "version", "data", "sha256", "length",
+                                             "created_at"), rows)
+        except self.integrity_errors as exc:
+            # Only reachable if the collection locks were bypassed; the key still holds.
+            raise VersionConflictError(f"a version was stored meanwhile: {exc}") from exc
         for role in ONLINE_ROLES:
             # The newest version written of an online role sets its tracked expiry.
-            written = [f for f in c.files if f.role == role]
-            if written:
-                expires = max(written, key=lambda f: f.version).online_expires
-                cur.execute(self._q(f"UPDATE collections SET {role}_expires = ? WHERE id = ?"),
-                            (None if expires is None else self._encode_time(expires), collection_id))
-        if c.audit is not None:
-            self._append_audit(cur, c.audit)
+            expiries = []
+            for c in winners:
+                written = [f for f in c.files if f.role == role]
+                if written:
+                    expires = max(written, key=lambda f: f.version).online_expires
+                    expiries.append((ids[c.collection], None if expires is None else self._encode_time(expires)))
+            for part in _parts(expiries, per=_NAMES_PER_STATEMENT // 2):
+                cur.execute(self._q(f"UPDATE collections SET {role}_expires = CASE id"
+                                    + f" WHEN ? THEN {self.time_param}" * len(part) + f" END WHERE id IN ({_marks(part)})"),
+                            [value for pair in part for value in pair] + [i for i, _ in part])
+        self._append_audits(cur, [c.audit for c in winners if c.audit is not None])
+        return [results[c.collection] for c in commits]
+
+    def _insert_rows(self, cur: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert `rows` with as few statements as the drivers' parameter limits allow."""
+        row_marks = "(" + _marks(columns) + ")"
+        for part in _parts(rows, per=max(1, 10_000 // len(columns))):
+            cur.execute(self._q(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                                + ", ".join([row_marks] * len(part))), [v for row in part for v in row])
 
     # --- renewal ------------------------------------------------------------------------
 
@@ -296,10 +320,9 @@ class SqlMetaStore(MetaStore):
         def work(cur: Cursor) -> None:
             for column, names in (("renew_claimed_until", collections), ("snapshot_expires", snapshot_offline)):
                 # A pass may release tens of thousands: stay under SQLite's limit of bound parameters.
-                for start in range(0, len(names), _NAMES_PER_STATEMENT):
-                    part = list(names[start:start + _NAMES_PER_STATEMENT])
-                    cur.execute(self._q(f"UPDATE collections SET {column} = NULL"
-                                        f" WHERE name IN ({', '.join('?' * len(part))})"), part)
+                for part in _parts(list(names)):
+                    cur.execute(self._q(f"UPDATE collections SET {column} = NULL WHERE name IN ({_marks(part)})"),
+                                part)
 
         self._run(work, write=True)
 
@@ -343,33 +366,41 @@ class SqlMetaStore(MetaStore):
             cur.execute(self._q("DELETE FROM files WHERE collection_id = ?"), (row[0],))
             cur.execute(self._q("DELETE FROM collections WHERE id = ?"), (row[0],))
             if audit is not None:
-                self._append_audit(cur, audit)
+                self._append_audits(cur, [audit])
             return True
 
         return self._run(work, write=True)
 
     # --- audit chain --------------------------------------------------------------------
 
-    def _append_audit(self, cur: Cursor, entry: AuditEntry) -> AuditRecord:
-        """Append `entry` after the chain's head, inside the caller's write transaction.
+    def _append_audits(self, cur: Cursor, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Append `entries`, in order, after the chain's head, inside the caller's write transaction.
 
         Locking the single head row serialises appends across processes and hosts
         (SQLite write transactions are serialised already), so the chain stays linear.
         """
+        if not entries:
+            return []
         cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1" + self.lock_clause)
         row = cur.fetchone()
         if row is None:
             raise RuntimeError("the audit chain has no head row: run the migrations")
-        record = seal(entry, int(row[0]) + 1, _now().isoformat(timespec="microseconds"), row[1])
-        cur.execute(self._q("INSERT INTO audit_log (seq, recorded_at, action, collection, subject, client,"
-                            " details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                    (record.seq, record.recorded_at, record.action, record.collection, record.subject,
-                     record.client, record.details, record.prev_hash, record.hash))
-        cur.execute(self._q("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (record.seq, record.hash))
-        return record
+        seq, head = int(row[0]), row[1]
+        records = []
+        for entry in entries:
+            seq += 1
+            record = seal(entry, seq, _now().isoformat(timespec="microseconds"), head)
+            records.append(record)
+            head = record.hash
+        self._insert_rows(cur, "audit_log", ("seq", "recorded_at", "action", "collection", "subject", "client",
+                                             "details", "prev_hash", "hash"),
+                          [(r.seq, r.recorded_at, r.action, r.collection, r.subject, r.client, r.details,
+                            r.prev_hash, r.hash) for r in records])
+        cur.execute(self._q("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (seq, head))
+        return records
 
     def append_audit(self, entry: AuditEntry) -> AuditRecord:
-        return self._run(lambda cur: self._append_audit(cur, entry), write=True)
+        return self._run(lambda cur: self._append_audits(cur, [entry])[0], write=True)
 
     def audit_records(self, collection: str | None = None, since: int = 0, limit: int = 100) -> list[AuditRecord]:
         if isinstance(since, bool) or not isinstance(since, int) or since < 0:
@@ -420,6 +451,23 @@ class SqlMetaStore(MetaStore):
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _parts(items: Sequence[T], per: int = 0) -> list[Sequence[T]]:
+    """`items` in slices of at most `per` (default `_NAMES_PER_STATEMENT`), to bind per statement."""
+    per = per or _NAMES_PER_STATEMENT
+    return [items[i:i + per] for i in range(0, len(items), per)]
+
+
+def _marks(items: Sequence[Any]) -> str:
+    return ", ".join("?" * len(items))
+
+
+def _stale(collection: str, stale: dict[str, dict[str, int]]) -> VersionConflictError:
+    return VersionConflictError(
+        f"collection {collection!r} changed since it was read: "
+        + ", ".join(f"{r} is at version {s['current']}, not {s['expected']}" for r, s in sorted(stale.items())),
+        detail=stale)
 
 
 def _duplicate(collection: str, role: str, version: int) -> VersionConflictError:

@@ -149,5 +149,6 @@ def test_server_database_pool_size_from_file_and_environment(tmp_path):
 def test_server_renew_batch_must_be_positive():
     assert server_load_config(environ={}).renew_batch == 200
     assert server_load_config(environ={"TUFNOTARY_SERVER_RENEW_BATCH": "50"}).renew_batch == 50
-    with pytest.raises(ValueError, match="TUFNOTARY_SERVER_RENEW_BATCH"):
-        server_load_config(environ={"TUFNOTARY_SERVER_RENEW_BATCH": "0"})
+    for bad in ("0", "5001"):  # a chunk's SignBatch must stay within the signer's limit
+        with pytest.raises(ValueError, match="TUFNOTARY_SERVER_RENEW_BATCH"):
+            server_load_config(environ={"TUFNOTARY_SERVER_RENEW_BATCH": bad})

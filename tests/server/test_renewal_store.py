@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.server.test_storage import COLLECTION, TOP_ROLES, init, new, payload, store, store_url, versions  # noqa: F401
-from tufnotary.server.audit import AuditEntry
+from tufnotary.server.audit import AuditEntry, verify_chain
 from tufnotary.server.errors import VersionConflictError
 from tufnotary.server.storage import Commit, MetaStore, NewFile, open_store
 from tufnotary.server.storage.sql import SqlMetaStore
@@ -141,6 +141,23 @@ def test_commit_many_isolates_a_conflict(store: MetaStore) -> None:
     assert store.get("c", "timestamp", 2) is None
     records = store.audit_records(since=0, limit=100)
     assert [json.loads(r.details) for r in records] == [{"n": "a"}]
+
+
+def test_commit_many_creates_collections_and_chains_their_records(store: MetaStore) -> None:
+    create(store, "old", NOW)
+    audit = {name: AuditEntry("publish", name, "alice", None, {"n": name}) for name in ("new1", "new2", "bad", "old")}
+    results = store.commit_many([
+        Commit("new1", [new(r, 1) for r in TOP_ROLES], {r: 0 for r in TOP_ROLES}, audit["new1"]),
+        Commit("bad", [new("timestamp", 2)], {"timestamp": 1}, audit["bad"]),  # expects what does not exist
+        Commit("old", [online("timestamp", 2, NOW)], {"timestamp": 1}, audit["old"]),
+        Commit("new2", [new("root", 1)], {"root": 0}, audit["new2"]),
+    ])
+    assert [r is None for r in results] == [True, False, True, True]
+    assert store.collections() == ["new1", "new2", "old"]  # the conflicting one was not created
+    assert versions(store, "new2") == {"root": 1} and versions(store, "old")["timestamp"] == 2
+    records = store.audit_records(since=0, limit=100)
+    assert [json.loads(r.details)["n"] for r in records] == ["new1", "old", "new2"]
+    assert verify_chain(records, store.audit_head()).ok
 
 
 def test_commit_many_bad_arguments_store_nothing(store: MetaStore) -> None:
