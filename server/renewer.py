@@ -136,7 +136,8 @@ def renew_collections(store: MetaStore, signer: BatchSigner, config: ServerConfi
 
     timestamp_jobs = []
     for p in plans:
-        if p.error is not None or not (p.files or renewal_due(p.timestamp.signed.expires, config.timestamp_expiry, now)):
+        due = renewal_due(p.timestamp.signed.expires, config.timestamp_expiry, now)
+        if p.error is not None or not (p.files or due):
             continue
         key = _stored_signing_key(p.root, "timestamp", p.timestamp)
         if key is None:

@@ -1,8 +1,8 @@
 """`PostgresMetaStore`: the production backend, shared by every server process and host.
 
 Each process keeps its own connections open between units of work, opened on first use
-(gunicorn forks workers after the app factory runs). Commits serialise per collection by locking the collection's
-row; the (collection, role, version) primary key is the final guard.
+(gunicorn forks workers after the app factory runs). Commits serialise per collection by
+locking the collection's row; the (collection, role, version) primary key is the final guard.
 """
 
 from __future__ import annotations
@@ -95,11 +95,11 @@ class PostgresMetaStore(SqlMetaStore):
             if conn is None:
                 try:
                     conn = psycopg2.connect(self._url)
+                    # Lock-then-read in commit() relies on each statement seeing the latest
+                    # committed rows.
+                    conn.set_session(isolation_level="READ COMMITTED")
                 except psycopg2.Error as exc:
                     raise self._error(exc) from exc
-                # Lock-then-read in commit() relies on each statement seeing the latest
-                # committed rows.
-                conn.set_session(isolation_level="READ COMMITTED")
         except BaseException:
             slots.release()
             raise

@@ -274,7 +274,8 @@ class SqlMetaStore(MetaStore):
                     expiries.append((ids[c.collection], None if expires is None else self._encode_time(expires)))
             for part in _parts(expiries, per=_NAMES_PER_STATEMENT // 2):
                 cur.execute(self._q(f"UPDATE collections SET {role}_expires = CASE id"
-                                    + f" WHEN ? THEN {self.time_param}" * len(part) + f" END WHERE id IN ({_marks(part)})"),
+                                    + f" WHEN ? THEN {self.time_param}" * len(part)
+                                    + f" END WHERE id IN ({_marks(part)})"),
                             [value for pair in part for value in pair] + [i for i, _ in part])
         self._append_audits(cur, [c.audit for c in winners if c.audit is not None])
         return [results[c.collection] for c in commits]
@@ -498,7 +499,8 @@ def _check_commit(c: Commit) -> None:
         if (f.role, f.version) in seen:
             raise ValueError(f"version {f.version} of role {f.role!r} appears twice in one commit")
         if f.online_expires is not None and (f.role not in ONLINE_ROLES or f.online_expires.tzinfo is None):
-            raise ValueError(f"online_expires is for timestamp and snapshot only, timezone-aware: {f.role} v{f.version}")
+            raise ValueError(f"online_expires is for timestamp and snapshot only, timezone-aware:"
+                             f" {f.role} v{f.version}")
         seen.add((f.role, f.version))
     for role, version in c.expected.items():
         _check_name("role", role)

@@ -27,7 +27,8 @@ CONFIG = ServerConfig(renew_batch=2)  # three chunks for five collections
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'server.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (f"sqlite:///{tmp_path / 'server.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
     opened = open_store(url)
     opened.migrate()
     yield opened

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.server.test_storage import COLLECTION, TOP_ROLES, init, new, payload, store, store_url, versions  # noqa: F401
+from tests.server.test_storage import (  # noqa: F401 - store and store_url are fixtures
+    COLLECTION, TOP_ROLES, new, payload, store, store_url, versions)
 from tufnotary.server.audit import AuditEntry, verify_chain
 from tufnotary.server.errors import VersionConflictError
 from tufnotary.server.storage import Commit, MetaStore, NewFile, open_store
