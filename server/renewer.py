@@ -43,6 +43,7 @@ from tufnotary.server.publish import (
     OnlineSigner,
     build_snapshot,
     build_timestamp,
+    online_key,
     renewal_due,
     replaced,
     version_past,
@@ -191,9 +192,10 @@ class _Job:
 
 def _sign_all(signer: BatchSigner, config: ServerConfig,
               jobs: list[_Job]) -> list[tuple[_Job, tuple[int, bytes] | ServerError]]:
-    """Sign every job in one SignBatch; a job whose version the key already signed (a crash or
-    failed commit between signing and storing) moves past the signer's mark once, as `_sign_next`
-    does for a publish, in one more SignBatch."""
+    """Sign every job in one SignBatch, then once more, in one more SignBatch, the jobs that can
+    recover: a version the key already signed (a crash or failed commit between signing and
+    storing) moves past the signer's mark, as `_sign_next` does for a publish; a key the signer
+    refused (e.g. retired since) gives way to the signer's key the root lists, as a publish picks it."""
     results: list[tuple[_Job, tuple[int, bytes] | ServerError]] = []
     retry: list[_Job] = []
     for job, outcome in _sign_batch(signer, config, jobs):
@@ -201,10 +203,25 @@ def _sign_all(signer: BatchSigner, config: ServerConfig,
         if moved is not None:
             job.version = moved
             retry.append(job)
+        elif isinstance(outcome, SignerRefusedError) and _switch_key(signer, job):
+            retry.append(job)
         else:
             results.append((job, outcome))
     results.extend(_sign_batch(signer, config, retry))
     return results
+
+
+def _switch_key(signer: BatchSigner, job: _Job) -> bool:
+    """Point `job` at the signer's key for its role that the root lists, if that is another key.
+    A few calls to the signer: only after a refusal, which is rare."""
+    try:
+        key = online_key(signer, job.plan.collection, job.plan.root, job.role)
+    except ServerError:
+        return False
+    if key is None or key.keyid == job.key.keyid:
+        return False
+    job.key = key
+    return True
 
 
 def _sign_batch(signer: BatchSigner, config: ServerConfig,

@@ -13,6 +13,7 @@ from tufnotary.server.config import ServerConfig
 from tufnotary.server.errors import VersionConflictError
 from tufnotary.server.publish import build_snapshot, build_timestamp, publish, utcnow
 from tufnotary.server.renewer import renew, renew_all
+from tufnotary.server.storage import NewFile
 
 CONFIG = ServerConfig()
 
@@ -117,3 +118,20 @@ def test_renewal_moves_past_a_signed_but_unstored_version(app, store, published)
     later = utcnow() + timedelta(hours=13)
     assert renew(store, signer_of(app), CONFIG, COLLECTION, now=later) == {"timestamp": 3}
     assert verified(store, "timestamp").version == 3
+
+
+def test_renewal_switches_to_the_listed_key_when_the_stored_ones_is_retired(app, store, published):
+    """The stored timestamp's key is the renewer's first choice (no look-up per collection); when the
+    signer refuses it, the signer's key that the root lists is used, as a publish would pick it."""
+    signer = signer_of(app)
+    old = signer.get_public_key(COLLECTION, "timestamp")
+    pending = signer.rotate_key(COLLECTION, "timestamp")
+    published.root.signed.add_key(pending, "timestamp")  # the root lists both, threshold 1
+    published.bump("root")
+    store.commit(COLLECTION, [NewFile("root", 2, published.sign("root"))], {"root": 1})
+    assert signer.retire_key(old.keyid)
+    later = utcnow() + timedelta(hours=13)
+    assert renew(store, signer, CONFIG, COLLECTION, now=later) == {"timestamp": 2}
+    timestamp = Metadata.from_bytes(store.get(COLLECTION, "timestamp").data)
+    assert list(timestamp.signatures) == [pending.keyid]
+    assert verified(store, "timestamp").version == 2
