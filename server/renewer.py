@@ -16,13 +16,15 @@ with a warning, until a publish fixes it.
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from securesystemslib.signer import Key, Signature
 from tuf.api.metadata import Metadata, Root
@@ -67,15 +69,39 @@ class BatchSigner(OnlineSigner, Protocol):
                    timeout: float | None = None) -> list[Signature | ServerError]: ...
 
 
+@dataclass(frozen=True)
+class _Signed:
+    """What renewal reads of a stored file: its JSON fields. The file was validated when stored, and
+    python-tuf's full parse of root, snapshot and timestamp costs more than the rest of a renewal."""
+
+    fields: Mapping[str, Any]
+    """The "signed" object."""
+    keyids: tuple[str, ...]
+    """The key ids of its signatures."""
+
+    @classmethod
+    def of(cls, data: bytes) -> _Signed:
+        md = json.loads(data)
+        return cls(md["signed"], tuple(s["keyid"] for s in md["signatures"]))
+
+    @property
+    def version(self) -> int:
+        return int(self.fields["version"])
+
+    @property
+    def expires(self) -> datetime:
+        return datetime.fromisoformat(self.fields["expires"])
+
+
 @dataclass
 class _Plan:
     """The renewal of one collection, filled in as the chunk goes through its stages."""
 
     collection: str
     state: RenewalState
-    root: Root
-    snapshot: Metadata
-    timestamp: Metadata
+    root: _Signed
+    snapshot: _Signed
+    timestamp: _Signed
     files: list[NewFile] = field(default_factory=list)
     error: ServerError | None = None
     snapshot_offline: bool = False
@@ -109,22 +135,21 @@ def renew_collections(store: MetaStore, signer: BatchSigner, config: ServerConfi
             out.written[name] = {}  # deleted meanwhile, or not published yet: nothing to renew
             continue
         try:
-            plans.append(_Plan(name, state, Metadata.from_bytes(state.files["root"].data).signed,
-                               Metadata.from_bytes(state.files["snapshot"].data),
-                               Metadata.from_bytes(state.files["timestamp"].data)))
+            parsed = (_Signed.of(state.files[role].data) for role in ("root", "snapshot", "timestamp"))
+            plans.append(_Plan(name, state, *parsed))
         except Exception as e:  # stored files were validated: this is damage, say so
             out.failed[name] = MalformedMetadataError(f"stored metadata does not parse: {e}")
 
     # Snapshots first: a renewed snapshot goes into the timestamp signed after it.
     snapshot_jobs = []
     for p in plans:
-        if p.state.snapshot_online and renewal_due(p.snapshot.signed.expires, config.snapshot_expiry, now):
+        if p.state.snapshot_online and renewal_due(p.snapshot.expires, config.snapshot_expiry, now):
             key = _stored_signing_key(p.root, "snapshot", p.snapshot)
             if key is None:  # signed by its owner under the root's rules
                 p.snapshot_offline = True
                 continue
-            meta = {name.removesuffix(".json"): m.version for name, m in p.snapshot.signed.meta.items()}
-            snapshot_jobs.append(_Job(p, "snapshot", key, p.snapshot.signed.version + 1,
+            meta = {name.removesuffix(".json"): int(m["version"]) for name, m in p.snapshot.fields["meta"].items()}
+            snapshot_jobs.append(_Job(p, "snapshot", key, p.snapshot.version + 1,
                                       lambda v, meta=meta: build_snapshot(v, now + config.snapshot_expiry, meta)))
     for job, result in _sign_all(signer, config, snapshot_jobs):
         if isinstance(result, SignerRefusedError) and (result.detail or {}).get("code") == "KEY_NOT_FOUND":
@@ -137,20 +162,20 @@ def renew_collections(store: MetaStore, signer: BatchSigner, config: ServerConfi
 
     timestamp_jobs = []
     for p in plans:
-        due = renewal_due(p.timestamp.signed.expires, config.timestamp_expiry, now)
+        due = renewal_due(p.timestamp.expires, config.timestamp_expiry, now)
         if p.error is not None or not (p.files or due):
             continue
         key = _stored_signing_key(p.root, "timestamp", p.timestamp)
         if key is None:
-            listed = p.root.roles["timestamp"]
+            listed = p.root.fields["roles"]["timestamp"]
             p.error = OnlineKeyError(
                 "the root does not list the key that signed the stored timestamp as the timestamp key with "
                 "threshold 1: publish a root that lists the server's timestamp key (from timestamp.key)",
-                {"role": "timestamp", "root_keys": listed.keyids, "threshold": listed.threshold})
+                {"role": "timestamp", "root_keys": listed["keyids"], "threshold": listed["threshold"]})
             continue
         snapshot_version, snapshot_bytes = ((p.files[0].version, p.files[0].data) if p.files else
-                                            (p.snapshot.signed.version, p.state.files["snapshot"].data))
-        timestamp_jobs.append(_Job(p, "timestamp", key, p.timestamp.signed.version + 1,
+                                            (p.snapshot.version, p.state.files["snapshot"].data))
+        timestamp_jobs.append(_Job(p, "timestamp", key, p.timestamp.version + 1,
                                    lambda v, b=snapshot_bytes, sv=snapshot_version: build_timestamp(
                                        v, now + config.timestamp_expiry, b, sv)))
     for job, result in _sign_all(signer, config, timestamp_jobs):
@@ -215,7 +240,8 @@ def _switch_key(signer: BatchSigner, job: _Job) -> bool:
     """Point `job` at the signer's key for its role that the root lists, if that is another key.
     A few calls to the signer: only after a refusal, which is rare."""
     try:
-        key = online_key(signer, job.plan.collection, job.plan.root, job.role)
+        key = online_key(signer, job.plan.collection, Root.from_dict(copy.deepcopy(dict(job.plan.root.fields))),
+                         job.role)
     except ServerError:
         return False
     if key is None or key.keyid == job.key.keyid:
@@ -241,14 +267,15 @@ def _sign_batch(signer: BatchSigner, config: ServerConfig,
     return results
 
 
-def _stored_signing_key(root: Root, role: str, stored: Metadata) -> Key | None:
+def _stored_signing_key(root: _Signed, role: str, stored: _Signed) -> Key | None:
     """The key that signed the stored `role` file, if `root` lets it sign `role` alone."""
-    listed = root.roles[role]
-    if listed.threshold != 1:
+    listed = root.fields["roles"][role]
+    if listed["threshold"] != 1:
         return None
-    for keyid in stored.signatures:
-        if keyid in listed.keyids and keyid in root.keys:
-            return root.keys[keyid]
+    keys = root.fields["keys"]
+    for keyid in stored.keyids:
+        if keyid in listed["keyids"] and keyid in keys:
+            return Key.from_dict(keyid, copy.deepcopy(keys[keyid]))
     return None
 
 

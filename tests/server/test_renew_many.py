@@ -197,3 +197,12 @@ def test_a_back_filled_owner_signed_snapshot_is_left_alone_and_untracked(app, ht
     assert store.get(name, "snapshot").version == 1  # the owner's, untouched
     assert store.get(name, "timestamp").version == 2
     assert store.renewal_state([name])[name].snapshot_online is False
+
+
+def test_a_damaged_stored_file_fails_that_collection_only(app, store, collections):
+    store.commit(NAMES[0], [NewFile("timestamp", 2, b"\x00not json", online_expires=utcnow())], {"timestamp": 1})
+    before = failures("METADATA_MALFORMED")
+    assert renew_all(store, signer_of(app), CONFIG, now=utcnow() + LATER) == COUNT - 1
+    assert failures("METADATA_MALFORMED") == before + 1
+    assert timestamp_versions(store) == {NAMES[0]: 2, **{name: 2 for name in NAMES[1:]}}
+    assert store.get(NAMES[0], "timestamp").data == b"\x00not json"
