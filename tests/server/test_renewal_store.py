@@ -203,7 +203,8 @@ def test_migration_back_fills_the_expiries_from_stored_json(store_url: str) -> N
         # Rows as the code before migration 0003 wrote them (its commit knew no expiries).
         rows = {COLLECTION: [("root", 1, "2031-01-01T00:00:00Z"), ("snapshot", 1, "2030-01-05T00:00:00Z"),
                              ("timestamp", 1, "2029-12-01T00:00:00Z"), ("timestamp", 2, "2030-01-01T12:30:00Z")],
-                "other": [("root", 1, "2031-01-01T00:00:00Z"), ("timestamp", 1, "2030-01-09T00:00:00Z")]}
+                "other": [("root", 1, "2031-01-01T00:00:00Z"), ("timestamp", 1, "2030-01-09T00:00:00Z")],
+                "damaged": [("timestamp", 1, None), ("snapshot", 1, "not a time")]}
 
         def insert(cur) -> None:
             for name, files in rows.items():
@@ -212,7 +213,8 @@ def test_migration_back_fills_the_expiries_from_stored_json(store_url: str) -> N
                 cur.execute(fresh._q("SELECT id FROM collections WHERE name = ?"), (name,))
                 collection_id = cur.fetchone()[0]
                 for role, version, expires in files:
-                    data = tuf(role, version, expires)
+                    # None: not JSON at all (no stored file should be; the upgrade must not fail on one).
+                    data = b"\xff\x00 not json" if expires is None else tuf(role, version, expires)
                     cur.execute(fresh._q("INSERT INTO files (collection_id, role, version, data, sha256, length,"
                                          " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
                                 (collection_id, role, version, data, "0" * 64, len(data), fresh._encode_time(NOW)))

@@ -13,11 +13,14 @@ CREATE INDEX collections_snapshot_expires ON collections (snapshot_expires);
 
 -- Back-fill from the stored JSON (TUF writes "…Z"). Whether an existing snapshot was signed by
 -- the server is not known here: every snapshot is assumed to be, and the renewer stops tracking
--- one the signer has no key for.
+-- one the signer has no key for. A file that is not TUF JSON (none should be) leaves NULL rather
+-- than failing the upgrade.
 UPDATE collections SET
-    timestamp_expires = (SELECT replace(json_extract(CAST(f.data AS TEXT), '$.signed.expires'), 'Z', '+00:00')
+    timestamp_expires = (SELECT CASE WHEN json_valid(CAST(f.data AS TEXT)) THEN
+                                replace(json_extract(CAST(f.data AS TEXT), '$.signed.expires'), 'Z', '+00:00') END
                          FROM files f WHERE f.collection_id = collections.id AND f.role = 'timestamp'
                          ORDER BY f.version DESC LIMIT 1),
-    snapshot_expires = (SELECT replace(json_extract(CAST(f.data AS TEXT), '$.signed.expires'), 'Z', '+00:00')
+    snapshot_expires = (SELECT CASE WHEN json_valid(CAST(f.data AS TEXT)) THEN
+                               replace(json_extract(CAST(f.data AS TEXT), '$.signed.expires'), 'Z', '+00:00') END
                         FROM files f WHERE f.collection_id = collections.id AND f.role = 'snapshot'
                         ORDER BY f.version DESC LIMIT 1);
