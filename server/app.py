@@ -48,7 +48,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
     gatekeeper = build_gatekeeper(config.auth)  # refuses to start when nobody could ever be let in
     if store is None:
-        store = open_store(config.database_url)
+        store = open_store(config.database_url, pool_size=config.database_pool_size)
     if signer is None:
         signer = RemoteSigner(
             config.signer_address,

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 GENESIS_HASH = "0" * 64
 ACTIONS = ("publish", "renew", "key-create", "key-rotate", "delete")
@@ -161,28 +161,33 @@ def target_changes(old: bytes | None, new: bytes) -> list[dict[str, Any]]:
     return changes
 
 
-def publish_details(previous: Mapping[str, bytes], written: Mapping[str, tuple[int, bytes]]) -> dict[str, Any]:
+class Replaced(Protocol):
+    """What `publish_details` needs of a stored file a publish replaces (storage's StoredFile)."""
+
+    version: int
+
+    @property
+    def data(self) -> bytes: ...
+
+
+def publish_details(previous: Mapping[str, Replaced], written: Mapping[str, tuple[int, bytes]]) -> dict[str, Any]:
     """What a publish wrote: role -> version, and the target changes of every targets role.
 
-    `previous` maps role -> the stored bytes it replaces; `written` role -> (version, bytes).
+    `previous` maps role -> the stored file it replaces (absent: a new role); `written` role ->
+    (version, bytes). Only the bytes of replaced targets roles are read (a stored file may load
+    them lazily), never those of snapshot or timestamp.
     """
     details: dict[str, Any] = {"roles": {role: version for role, (version, _) in sorted(written.items())}}
     targets = {}
     for role, (_, data) in sorted(written.items()):
         if role in TOP_LEVEL_NON_TARGETS:
             continue
-        changes = target_changes(previous.get(role), data)
+        changes = target_changes(previous[role].data if role in previous else None, data)
         if changes:
             targets[role] = changes
     if targets:
         details["targets"] = targets
-    previous_versions = {}
-    for role in written:
-        if role in previous:
-            try:
-                previous_versions[role] = json.loads(previous[role])["signed"]["version"]
-            except (ValueError, KeyError, TypeError):
-                continue
+    previous_versions = {role: previous[role].version for role in written if role in previous}
     if previous_versions:
         details["previous"] = previous_versions
     return details

@@ -13,6 +13,7 @@ from datetime import timedelta
 from tufnotary.server.auth_config import _FIELDS as _AUTH_FIELDS
 from tufnotary.server.auth_config import AuthConfig, auth_config_from_env
 from tufnotary.server.env import ENV_PREFIX, read_fields
+from tufnotary.server.storage.base import DEFAULT_POOL_SIZE
 from tufnotary.server.validation import ValidationPolicy
 
 ENV_CONFIG_FILE = ENV_PREFIX + "CONFIG"  # a TOML file; `tufnotary-server --config FILE` sets it
@@ -21,6 +22,7 @@ ENV_CONFIG_FILE = ENV_PREFIX + "CONFIG"  # a TOML file; `tufnotary-server --conf
 @dataclass(frozen=True)
 class ServerConfig:
     database_url: str = "sqlite:///tufnotary-server.db"
+    database_pool_size: int = DEFAULT_POOL_SIZE  # PostgreSQL connections kept open per process
     signer_address: str = "127.0.0.1:7899"
     signer_ca: str | None = None  # CA that signed the signer's certificate
     signer_client_cert: str | None = None  # this server's client certificate for mutual TLS
@@ -35,6 +37,7 @@ class ServerConfig:
     max_snapshot_bytes: int = 2_000_000
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     renew_interval: float = 60.0  # seconds between checks for timestamps due for renewal; 0 disables
+    renew_batch: int = 200  # collections claimed, signed (one SignBatch per role) and committed at once
     # Authentication, authorisation and rate limits (docs/auth.md). The default is auth on with
     # nothing trusted, which `create_app` refuses: configure an issuer, or say mode="none".
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -50,8 +53,16 @@ def _days(value: str) -> timedelta:
     return timedelta(days=float(value))
 
 
+def _positive_int(value: str, most: int | None = None) -> int:
+    number = int(value)
+    if number < 1 or (most is not None and number > most):
+        raise ValueError("must be at least 1" + (f" and at most {most}" if most else ""))
+    return number
+
+
 _FIELDS = {
     "DATABASE_URL": ("database_url", str),
+    "DATABASE_POOL_SIZE": ("database_pool_size", _positive_int),
     "SIGNER_ADDRESS": ("signer_address", str),
     "SIGNER_CA": ("signer_ca", str),
     "SIGNER_CLIENT_CERT": ("signer_client_cert", str),
@@ -61,6 +72,7 @@ _FIELDS = {
     "SNAPSHOT_EXPIRY_DAYS": ("snapshot_expiry", _days),
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "RENEW_INTERVAL": ("renew_interval", float),
+    "RENEW_BATCH": ("renew_batch", lambda v: _positive_int(v, most=5000)),
     "MAX_ROOT_BYTES": ("max_root_bytes", int),
     "MAX_TARGETS_BYTES": ("max_targets_bytes", int),
     "MAX_SNAPSHOT_BYTES": ("max_snapshot_bytes", int),

@@ -8,7 +8,7 @@ publish is either fully stored or not at all.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
@@ -19,7 +19,7 @@ from tuf.api.serialization.json import JSONSerializer
 from tufnotary.server.audit import AuditEntry, publish_details
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.errors import OnlineKeyError, VersionConflictError
-from tufnotary.server.storage import MetaStore, NewFile
+from tufnotary.server.storage import MetaStore, NewFile, StoredFile
 from tufnotary.server.validation import validate_update
 
 ONLINE_ROLES = ("timestamp", "snapshot")
@@ -87,11 +87,19 @@ def _sign_next(
     try:
         return version, _sign_online(signer, collection, root, build(version), role)
     except VersionConflictError as e:
-        highest = (e.detail or {}).get("highest_signed_version")
-        if not isinstance(highest, int) or highest < version:
+        moved = version_past(e, version)
+        if moved is None:
             raise
-        version = highest + 1
-        return version, _sign_online(signer, collection, root, build(version), role)
+        return moved, _sign_online(signer, collection, root, build(moved), role)
+
+
+def version_past(conflict: VersionConflictError, version: int) -> int | None:
+    """The version to sign instead of `version` after the signer refused it because its key already
+    signed that version or a later one (see `_sign_next`); None if the refusal was something else."""
+    highest = (conflict.detail or {}).get("highest_signed_version")
+    if not isinstance(highest, int) or highest < version:
+        return None
+    return highest + 1
 
 
 def build_snapshot(version: int, expires: datetime, targets_versions: Mapping[str, int]) -> Metadata:
@@ -122,7 +130,8 @@ def publish(
     `audit(details)` makes the audit entry stored in the same transaction (details: the roles and
     versions written, the versions they replace, and each targets role's per-target changes)."""
     now = now or utcnow()
-    current = store.current(collection)
+    # Validation always reads the root and (unless uploaded) targets; other roles load if needed.
+    current = store.current(collection, preload=("root", "targets"))
     update = validate_update(current, uploads, now, config.validation)
     files = [NewFile(role, md.signed.version, uploads[role]) for role, md in update.uploaded.items()]
 
@@ -134,59 +143,25 @@ def publish(
             signer, collection, update.root.signed, "snapshot", update.snapshot_version + 1,
             lambda v: build_snapshot(v, now + config.snapshot_expiry, update.targets_versions),
         )
-        files.append(NewFile("snapshot", snapshot_version, snapshot_bytes))
+        files.append(NewFile("snapshot", snapshot_version, snapshot_bytes, online_expires=now + config.snapshot_expiry))
 
     timestamp_version, timestamp_bytes = _sign_next(
         signer, collection, update.root.signed, "timestamp", update.timestamp_version + 1,
         lambda v: build_timestamp(v, now + config.timestamp_expiry, snapshot_bytes, snapshot_version),
     )
-    files.append(NewFile("timestamp", timestamp_version, timestamp_bytes))
+    files.append(NewFile("timestamp", timestamp_version, timestamp_bytes, online_expires=now + config.timestamp_expiry))
 
-    details = publish_details({role: f.data for role, f in current.items()},
-                              {f.role: (f.version, f.data) for f in files})
+    details = publish_details(replaced(current, files), {f.role: (f.version, f.data) for f in files})
     entry = audit(details) if audit else AuditEntry("publish", collection, "unknown", None, details)
     store.commit(collection, files, expected={role: f.version for role, f in current.items()}, audit=entry)
     return {f.role: f.version for f in files}
 
 
-def _due(expires: datetime, lifetime: timedelta, now: datetime) -> bool:
+def replaced(current: Mapping[str, StoredFile], files: Sequence[NewFile]) -> dict[str, StoredFile]:
+    """The stored files that `files` replace (their bytes still unread unless already loaded)."""
+    return {f.role: current[f.role] for f in files if f.role in current}
+
+
+def renewal_due(expires: datetime, lifetime: timedelta, now: datetime) -> bool:
     """Renew once less than half of the configured lifetime is left."""
     return expires - now < lifetime / 2
-
-
-def renew(
-    store: MetaStore, signer: OnlineSigner, config: ServerConfig, collection: str, now: datetime | None = None
-) -> dict[str, int]:
-    """Re-sign the timestamp (and a server-managed snapshot) of `collection` if they expire soon.
-
-    Returns the versions written ({} when nothing was due). Raises VersionConflictError when
-    a publish or another renewer changed the collection meanwhile: that one's result is as fresh.
-    """
-    now = now or utcnow()
-    current = store.current(collection)
-    if "timestamp" not in current:
-        return {}
-    root = Metadata.from_bytes(current["root"].data).signed
-    snapshot = Metadata.from_bytes(current["snapshot"].data).signed
-    timestamp = Metadata.from_bytes(current["timestamp"].data).signed
-    files: list[NewFile] = []
-    snapshot_version, snapshot_bytes = snapshot.version, current["snapshot"].data
-    if _due(snapshot.expires, config.snapshot_expiry, now) and online_key(signer, collection, root, "snapshot"):
-        versions = {name.removesuffix(".json"): meta.version for name, meta in snapshot.meta.items()}
-        snapshot_version, snapshot_bytes = _sign_next(
-            signer, collection, root, "snapshot", snapshot.version + 1,
-            lambda v: build_snapshot(v, now + config.snapshot_expiry, versions),
-        )
-        files.append(NewFile("snapshot", snapshot_version, snapshot_bytes))
-    if files or _due(timestamp.expires, config.timestamp_expiry, now):
-        version, data = _sign_next(
-            signer, collection, root, "timestamp", timestamp.version + 1,
-            lambda v: build_timestamp(v, now + config.timestamp_expiry, snapshot_bytes, snapshot_version),
-        )
-        files.append(NewFile("timestamp", version, data))
-    if files:
-        details = publish_details({role: f.data for role, f in current.items()},
-                                  {f.role: (f.version, f.data) for f in files})
-        store.commit(collection, files, expected={role: f.version for role, f in current.items()},
-                     audit=AuditEntry("renew", collection, "tufnotary-server", None, details))
-    return {f.role: f.version for f in files}

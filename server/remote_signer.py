@@ -139,18 +139,19 @@ class RemoteSigner:
 
     def sign_batch(
         self,
-        items: Sequence[tuple[Key, bytes]],
+        items: Sequence[tuple[Key, bytes] | tuple[Key, bytes, str, str]],
         timeout: float | None = None,
     ) -> list[Signature | ServerError]:
-        """Signatures for many (key, payload) pairs in one call, in order.
+        """Signatures for many (key, payload) or (key, payload, collection, role) items in one call, in order.
 
         Each item is a verified `Signature` or the error that item got (`VersionConflictError`,
         `SignerRefusedError`); a failure of the whole call (unreachable signer, deadline) raises. The
-        deadline is `timeout`, by default one `self.timeout` per started 500 payloads.
+        deadline is `timeout`, by default one `self.timeout` per started 500 payloads. An item without
+        collection and role takes them as `sign` does.
         """
         if not items:
             return []
-        requests = [self._sign_request(key, payload, None, None) for key, payload in items]
+        requests = [self._sign_request(item[0], item[1], *(item[2:] or (None, None))) for item in items]
         deadline = timeout or self.timeout * math.ceil(len(items) / BATCH_ITEMS_PER_TIMEOUT)
         results: list[Signature | ServerError | None] = [None] * len(items)
         stub = self._get_stub()
@@ -161,7 +162,7 @@ class RemoteSigner:
             for result in call:
                 if result.index >= len(items) or results[result.index] is not None:
                     raise SignerRefusedError("the signer answered a batch with a wrong index", {"index": result.index})
-                key, payload = items[result.index]
+                key, payload = items[result.index][:2]
                 if result.HasField("signature"):
                     try:
                         results[result.index] = self._checked_signature(key, payload, result.signature)

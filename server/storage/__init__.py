@@ -3,6 +3,6 @@
 Backends: `sqlite.SqliteMetaStore` (embedded default) and `postgres.PostgresMetaStore`.
 """
 
-from tufnotary.server.storage.base import MetaStore, NewFile, StoredFile, open_store
+from tufnotary.server.storage.base import Commit, MetaStore, NewFile, RenewalState, StoredFile, open_store
 
-__all__ = ["MetaStore", "NewFile", "StoredFile", "open_store"]
+__all__ = ["Commit", "MetaStore", "NewFile", "RenewalState", "StoredFile", "open_store"]

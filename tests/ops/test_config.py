@@ -135,3 +135,22 @@ def test_the_commands_refuse_to_start_and_say_what_to_fix(tmp_path, certs):
     server = subprocess.run([str(BIN / "tufnotary-server"), "serve", "--bind", "127.0.0.1:0"],
                             capture_output=True, text=True, timeout=60, env={**env, "TUFNOTARY_SERVER_AUTH": "none"})
     assert server.returncode == 2 and "only over mutual TLS" in server.stderr
+
+
+def test_server_database_pool_size_from_file_and_environment(tmp_path):
+    assert server_load_config(environ={}).database_pool_size == 8
+    path = tmp_path / "server.toml"
+    path.write_text("database_pool_size = 5\n")
+    assert server_load_config(str(path), environ={}).database_pool_size == 5
+    assert server_load_config(str(path), environ={"TUFNOTARY_SERVER_DATABASE_POOL_SIZE": "12"}).database_pool_size == 12
+    for bad in ("0", "-2", "four"):
+        with pytest.raises(ValueError, match="TUFNOTARY_SERVER_DATABASE_POOL_SIZE"):
+            server_load_config(environ={"TUFNOTARY_SERVER_DATABASE_POOL_SIZE": bad})
+
+
+def test_server_renew_batch_must_be_positive():
+    assert server_load_config(environ={}).renew_batch == 200
+    assert server_load_config(environ={"TUFNOTARY_SERVER_RENEW_BATCH": "50"}).renew_batch == 50
+    for bad in ("0", "5001"):  # a chunk's SignBatch must stay within the signer's limit
+        with pytest.raises(ValueError, match="TUFNOTARY_SERVER_RENEW_BATCH"):
+            server_load_config(environ={"TUFNOTARY_SERVER_RENEW_BATCH": bad})

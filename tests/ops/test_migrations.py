@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -37,10 +39,22 @@ def test_migrate_upgrades_a_first_schema_database_and_keeps_its_data(database_ur
     assert every[0][0] == FIRST
     old.migrations = lambda: every[:1]  # type: ignore[method-assign]  # the schema as first released
     assert old.migrate() == [FIRST]
-    files = [NewFile("root", 1, b'{"root": 1}'), NewFile("targets", 1, b'{"targets": 1}'),
-             NewFile("snapshot", 1, b'{"snapshot": 1}'), NewFile("timestamp", 1, b'{"timestamp": 1}')]
-    old.commit("acme/app", files, expected={})
-    old.commit("acme/app", [NewFile("timestamp", 2, b'{"timestamp": 2}')], expected={"timestamp": 1})
+    # Rows as the first release wrote them (today's commit also writes columns that schema lacks).
+    rows = [("root", 1, b'{"root": 1}'), ("targets", 1, b'{"targets": 1}'), ("snapshot", 1, b'{"snapshot": 1}'),
+            ("timestamp", 1, b'{"timestamp": 1}'), ("timestamp", 2, b'{"timestamp": 2}')]
+
+    def first_release_commit(cur) -> None:
+        cur.execute(old._q("INSERT INTO collections (name, created_at) VALUES (?, ?)"),
+                    ("acme/app", old._encode_time(datetime.now(timezone.utc))))
+        cur.execute(old._q("SELECT id FROM collections WHERE name = ?"), ("acme/app",))
+        collection_id = cur.fetchone()[0]
+        for role, version, data in rows:
+            cur.execute(old._q("INSERT INTO files (collection_id, role, version, data, sha256, length, created_at)"
+                               " VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                        (collection_id, role, version, data, hashlib.sha256(data).hexdigest(), len(data),
+                         old._encode_time(datetime.now(timezone.utc))))
+
+    old._run(first_release_commit, write=True)
     old.close()
 
     env = {"TUFNOTARY_SERVER_DATABASE_URL": database_url, "TUFNOTARY_SERVER_AUTH": "none"}

@@ -98,7 +98,8 @@ def test_renewal_is_recorded_as_the_server(app, http, issuer):
     from datetime import timedelta
 
     from tufnotary.server.config import ServerConfig
-    from tufnotary.server.publish import renew, utcnow
+    from tufnotary.server.publish import utcnow
+    from tufnotary.server.renewer import renew
 
     init(http, admin(issuer))
     services = app.extensions["tufnotary"]

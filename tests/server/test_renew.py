@@ -11,8 +11,9 @@ from tests.server.test_api import COLLECTION, online_key, upload
 from tests.tuf_factory import CollectionFactory
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.errors import VersionConflictError
-from tufnotary.server.publish import build_snapshot, build_timestamp, publish, renew, utcnow
-from tufnotary.server.renewer import renew_all
+from tufnotary.server.publish import build_snapshot, build_timestamp, publish, utcnow
+from tufnotary.server.renewer import renew, renew_all
+from tufnotary.server.storage import NewFile
 
 CONFIG = ServerConfig()
 
@@ -67,16 +68,16 @@ def test_client_managed_snapshot_is_not_renewed_by_the_server(http, app, store):
 
 
 def test_renewal_loses_to_a_concurrent_publish(app, store, published):
-    stale = store.current(COLLECTION)
+    stale = store.renewal_state([COLLECTION])
 
     class Racing:
         """Store view that lets a publish land between renew's read and its commit."""
 
-        def current(self, collection):
+        def renewal_state(self, collections):
             return stale
 
-        def commit(self, *args, **kwargs):
-            return store.commit(*args, **kwargs)
+        def commit_many(self, commits):
+            return store.commit_many(commits)
 
     published.bump("targets")
     publish(store, signer_of(app), CONFIG, COLLECTION, {"targets": published.sign("targets")})
@@ -117,3 +118,20 @@ def test_renewal_moves_past_a_signed_but_unstored_version(app, store, published)
     later = utcnow() + timedelta(hours=13)
     assert renew(store, signer_of(app), CONFIG, COLLECTION, now=later) == {"timestamp": 3}
     assert verified(store, "timestamp").version == 3
+
+
+def test_renewal_switches_to_the_listed_key_when_the_stored_ones_is_retired(app, store, published):
+    """The stored timestamp's key is the renewer's first choice (no look-up per collection); when the
+    signer refuses it, the signer's key that the root lists is used, as a publish would pick it."""
+    signer = signer_of(app)
+    old = signer.get_public_key(COLLECTION, "timestamp")
+    pending = signer.rotate_key(COLLECTION, "timestamp")
+    published.root.signed.add_key(pending, "timestamp")  # the root lists both, threshold 1
+    published.bump("root")
+    store.commit(COLLECTION, [NewFile("root", 2, published.sign("root"))], {"root": 1})
+    assert signer.retire_key(old.keyid)
+    later = utcnow() + timedelta(hours=13)
+    assert renew(store, signer, CONFIG, COLLECTION, now=later) == {"timestamp": 2}
+    timestamp = Metadata.from_bytes(store.get(COLLECTION, "timestamp").data)
+    assert list(timestamp.signatures) == [pending.keyid]
+    assert verified(store, "timestamp").version == 2

@@ -88,6 +88,50 @@ def test_current_picks_the_highest_version_of_each_role(store: MetaStore) -> Non
         assert f.data == payload(role, f.version)
 
 
+def test_current_with_lazy_data_returns_the_same_bytes(store: MetaStore) -> None:
+    init(store)
+    store.commit(COLLECTION, [new("targets/bin-0", 1, "bin")], {"targets/bin-0": 0})
+    for preload in ((), ("root", "targets"), ("root", "snapshot", "timestamp", "no-such-role")):
+        current = store.current(COLLECTION, preload=preload)
+        assert set(current) == {*TOP_ROLES, "targets/bin-0"}
+        for role, f in current.items():
+            expected = payload(role, 1, "bin" if role == "targets/bin-0" else "")
+            assert type(f.data) is bytes and f.data == expected
+            assert f.sha256 == hashlib.sha256(expected).hexdigest() and f.length == len(expected)
+        assert current == store.current(COLLECTION)
+
+
+def test_lazy_data_is_that_version_even_after_a_newer_commit(store: MetaStore) -> None:
+    init(store)
+    current = store.current(COLLECTION)  # nothing read yet
+    store.commit(COLLECTION, [new("targets", 2, "newer"), new("timestamp", 2, "newer")],
+                 {"targets": 1, "timestamp": 1})
+    assert current["targets"].version == 1 and current["targets"].data == payload("targets", 1)
+    assert current["timestamp"].data == payload("timestamp", 1)
+    assert store.current(COLLECTION)["targets"].data == payload("targets", 2, "newer")
+
+
+def test_lazy_data_of_a_deleted_collection_is_a_conflict(store: MetaStore) -> None:
+    init(store)
+    current = store.current(COLLECTION, preload=("root",))
+    store.delete_collection(COLLECTION)
+    # The same name again, perhaps the same id: other bytes under the same versions.
+    store.commit(COLLECTION, [new(role, 1, "reborn") for role in TOP_ROLES], {role: 0 for role in TOP_ROLES})
+    assert current["root"].data == payload("root", 1)  # preloaded
+    with pytest.raises(VersionConflictError, match="deleted since it was read"):
+        current["targets"].data  # noqa: B018 - the access is what is tested
+
+
+def test_stored_file_is_immutable_and_needs_data(store: MetaStore) -> None:
+    init(store)
+    f = store.current(COLLECTION)["root"]
+    with pytest.raises(AttributeError):
+        f.version = 2  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        StoredFile("root", 1, None, "0" * 64, 0, datetime.now(timezone.utc))
+    assert "data" not in repr(f) and f.role in repr(f)
+
+
 def test_get_returns_old_versions_and_the_latest(store: MetaStore) -> None:
     init(store)
     store.commit(COLLECTION, [new("root", 2, "rotated")], {"root": 1})
@@ -410,3 +454,100 @@ def test_bad_arguments_and_use_after_close(store: MetaStore) -> None:
     store.close()
     with pytest.raises(RuntimeError):
         store.current(COLLECTION)
+
+
+def _backend_pid(pg: PostgresMetaStore) -> int:
+    def work(cur) -> int:
+        cur.execute("SELECT pg_backend_pid()")
+        return int(cur.fetchone()[0])
+
+    return pg._run(work, write=False)
+
+
+def test_postgres_keeps_its_connection_between_calls(postgres_url: str) -> None:
+    pg = open_store(postgres_url)
+    try:
+        assert isinstance(pg, PostgresMetaStore)
+        pg.migrate()
+        first = _backend_pid(pg)
+        init(pg)
+        for _ in range(5):
+            versions(pg)
+            assert _backend_pid(pg) == first
+        with psycopg2.connect(postgres_url) as admin, admin.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()")
+            assert cur.fetchone()[0] == 1
+        admin.close()
+    finally:
+        pg.close()
+
+
+def test_postgres_keeps_up_to_pool_size_connections_open(postgres_url: str) -> None:
+    pg = open_store(postgres_url, pool_size=3)
+    assert isinstance(pg, PostgresMetaStore)
+    pg.migrate()
+    barrier = threading.Barrier(3)
+    pids: list[int] = []
+
+    def busy(cur) -> int:
+        cur.execute("SELECT pg_backend_pid()")
+        barrier.wait(timeout=10)  # all three hold a connection at once
+        return int(cur.fetchone()[0])
+
+    try:
+        threads = [threading.Thread(target=lambda: pids.append(pg._run(busy, write=False))) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(set(pids)) == 3
+        with psycopg2.connect(postgres_url) as admin, admin.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()")
+            assert cur.fetchone()[0] == 3  # all kept open, none closed on return
+        admin.close()
+        assert _backend_pid(pg) in pids
+    finally:
+        pg.close()
+
+
+def test_postgres_replaces_a_killed_connection_transparently(postgres_url: str) -> None:
+    pg = open_store(postgres_url)
+    try:
+        assert isinstance(pg, PostgresMetaStore)
+        pg.migrate()
+        init(pg)
+        killed = _backend_pid(pg)
+        with psycopg2.connect(postgres_url) as admin, admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (killed,))
+        admin.close()
+        assert versions(pg) == {role: 1 for role in TOP_ROLES}
+        replacement = _backend_pid(pg)
+        assert replacement != killed
+        assert _backend_pid(pg) == replacement
+    finally:
+        pg.close()
+
+
+def test_pool_size_must_be_positive(postgres_url: str) -> None:
+    for bad in (0, -1, True, "4"):
+        with pytest.raises(ValueError, match="max_connections"):
+            open_store(postgres_url, pool_size=bad)  # type: ignore[arg-type]
+
+
+def test_sqlite_reuses_one_connection_per_thread(tmp_path: Path) -> None:
+    lite = open_store(f"sqlite://{tmp_path}/reuse.db")
+    assert isinstance(lite, SqliteMetaStore)
+    try:
+        lite.migrate()
+        init(lite)
+        for _ in range(3):
+            versions(lite)
+        assert len(lite._connections) == 1
+        other = threading.Thread(target=versions, args=(lite,))
+        other.start()
+        other.join()
+        assert len(lite._connections) == 2
+    finally:
+        lite.close()

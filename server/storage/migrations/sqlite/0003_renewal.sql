@@ -1,0 +1,26 @@
+-- What the renewer needs to find due collections with one indexed query instead of reading
+-- every collection: the expiry of the latest timestamp and of the latest server-signed snapshot
+-- (NULL: the server does not renew it), written by each commit that stores them, and a claim
+-- (lease) that keeps every other renewer off a collection being renewed.
+-- Times are ISO 8601 text in UTC ("…+00:00"), so that they compare as text.
+
+ALTER TABLE collections ADD COLUMN timestamp_expires TEXT;
+ALTER TABLE collections ADD COLUMN snapshot_expires TEXT;
+ALTER TABLE collections ADD COLUMN renew_claimed_until TEXT;
+
+CREATE INDEX collections_timestamp_expires ON collections (timestamp_expires);
+CREATE INDEX collections_snapshot_expires ON collections (snapshot_expires);
+
+-- Back-fill from the stored JSON (TUF writes "…Z"). Whether an existing snapshot was signed by
+-- the server is not known here: every snapshot is assumed to be, and the renewer stops tracking
+-- one the signer has no key for. A file that is not TUF JSON (none should be) leaves NULL rather
+-- than failing the upgrade.
+UPDATE collections SET
+    timestamp_expires = (SELECT CASE WHEN json_valid(CAST(f.data AS TEXT)) THEN
+                                replace(json_extract(CAST(f.data AS TEXT), '$.signed.expires'), 'Z', '+00:00') END
+                         FROM files f WHERE f.collection_id = collections.id AND f.role = 'timestamp'
+                         ORDER BY f.version DESC LIMIT 1),
+    snapshot_expires = (SELECT CASE WHEN json_valid(CAST(f.data AS TEXT)) THEN
+                               replace(json_extract(CAST(f.data AS TEXT), '$.signed.expires'), 'Z', '+00:00') END
+                        FROM files f WHERE f.collection_id = collections.id AND f.role = 'snapshot'
+                        ORDER BY f.version DESC LIMIT 1);
