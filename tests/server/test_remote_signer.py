@@ -92,6 +92,9 @@ def test_round_trip_through_an_honest_signer(running: RunningSigner) -> None:
         payload = tuf_payload("timestamp", 1)
         signature = client.sign(key, payload)
         key.verify_signature(signature, payload)
+        payloads = [tuf_payload("timestamp", v) for v in (2, 3)]
+        for one, signed in zip(client.sign_batch([(key, p) for p in payloads]), payloads):  # SignBatchGrouped
+            key.verify_signature(one, signed)  # type: ignore[arg-type]
 
 
 def test_channel_is_opened_lazily(certs: DevCertPaths, tmp_path: Path) -> None:
@@ -161,6 +164,7 @@ def test_aborted_maps_to_a_version_conflict_with_the_high_water_mark(certs: DevC
 
 
 def test_batch_checks_every_signature(certs: DevCertPaths) -> None:
+    """Also the fallback to SignBatch: this signer does not implement SignBatchGrouped."""
     with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
         key = client.get_public_key(COLLECTION, "timestamp")
         assert key is not None
