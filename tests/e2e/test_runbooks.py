@@ -78,10 +78,18 @@ def test_key_compromise_runbook(shell: Shell, tmp_path: Path) -> None:
     consumer = Shell(shell.stack, tmp_path / "consumer", shell.capsys, {})
     consumer.tufnotary("list", "--root", root_file, c)
 
-    delegation_out, targets_out, _ = shell.run_block(sh_blocks("key-compromise.md")[0])
+    blocks = sh_blocks("key-compromise.md")
+    delegation_plan, targets_plan, history = shell.run_block(blocks[0])
+    assert "dry run: nothing published" in delegation_plan
+    assert "would be dropped targets/prod prod/app" in delegation_plan  # the default, had it run
+    assert "would be dropped targets app" in targets_plan
+    assert "prod/app" in history
+    consumer.tufnotary("verify", c, "prod/app", str(tmp_path / "app"))  # the dry run changed nothing
+    delegation_out, targets_out, _ = shell.run_block(blocks[1])
     assert "prod/app  sha256:" in delegation_out and "(targets/prod version 2)" in delegation_out
+    assert "kept (--keep-content) targets/prod prod/app" in delegation_out
     assert "  app  sha256:" in targets_out
-    [root_out] = shell.run_block(sh_blocks("key-compromise.md")[1])
+    [root_out] = shell.run_block(blocks[2])
     assert "roles: root" in root_out
 
     consumer.tufnotary("verify", c, "prod/app", str(tmp_path / "app"))
@@ -90,7 +98,7 @@ def test_key_compromise_runbook(shell: Shell, tmp_path: Path) -> None:
     for leaked in ("ROOT_KEY", "TARGETS_KEY", "DELEGATION_KEY"):
         assert shell.vars[leaked] not in root.keys
     old_online = {role: root.roles[role].keyids for role in ("timestamp", "snapshot")}
-    shell.run_block(sh_blocks("key-compromise.md")[2])
+    shell.run_block(blocks[3])
     consumer.tufnotary("verify", c, "app", str(tmp_path / "app"))  # walks to the root with the new keys
     rotated = consumer_root(shell, tmp_path / "consumer")
     for role in ("timestamp", "snapshot"):
