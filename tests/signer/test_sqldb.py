@@ -76,22 +76,27 @@ def test_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
         db.close()
 
 
+def _terminate(postgres_url: str, pid: int, wait: bool) -> None:
+    """Have PostgreSQL end backend `pid`; with `wait`, until it has exited (terminate only signals it)."""
+    conn = psycopg2.connect(postgres_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for _ in range(100 if wait else 0):
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+                if cur.fetchone()[0] == 0:
+                    break
+            time.sleep(0.05)
+    finally:
+        conn.close()
+
+
 def test_a_connection_the_server_dropped_is_replaced(postgres_url: str) -> None:
     db = Database(postgres_url)
     try:
         before = _backend_id(db)
-        conn = psycopg2.connect(postgres_url)
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute("SELECT pg_terminate_backend(%s)", (before,))
-            for _ in range(100):  # until the backend has exited (terminate only signals it)
-                with conn, conn.cursor() as cur:
-                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (before,))
-                    if cur.fetchone()[0] == 0:
-                        break
-                time.sleep(0.05)
-        finally:
-            conn.close()
+        _terminate(postgres_url, before, wait=True)
         after = _backend_id(db)  # no error: the pool saw the idle connection was closed by the server
         assert after != before
         assert db.connections_opened == 2
@@ -103,12 +108,7 @@ def test_a_read_on_a_connection_the_server_just_dropped_is_repeated_on_a_new_one
     db = Database(postgres_url)
     try:
         before = _backend_id(db)
-        conn = psycopg2.connect(postgres_url)
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute("SELECT pg_terminate_backend(%s)", (before,))
-        finally:
-            conn.close()
+        _terminate(postgres_url, before, wait=False)
         assert _backend_id(db) != before  # at once: whether or not the backend has exited yet
     finally:
         db.close()
