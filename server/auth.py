@@ -139,9 +139,9 @@ def audit_entry(action: str, collection: str, details: dict[str, Any]) -> AuditE
     return AuditEntry(action, collection, who.subject, client_address(), details)
 
 
-def _challenge(error: ServerError, config: AuthConfig, host_url: str, scope: str | None,
+def _challenge(error: ServerError, config: AuthConfig, host_url: Callable[[], str], scope: str | None,
                problem: str | None) -> ServerError:
-    realm = config.realm or host_url.rstrip("/") + TOKEN_PATH
+    realm = config.realm or host_url().rstrip("/") + TOKEN_PATH
     parts = [f'realm="{realm}"', f'service="{config.service}"']
     if scope:
         parts.append(f'scope="{scope}"')
@@ -180,10 +180,10 @@ def charge(keeper: Gatekeeper, address: str | None, environ: dict[str, Any]) -> 
 
 
 def authorize(keeper: Gatekeeper, need: Need, collection: str | None, authorization: str | None,
-              method: str, path: str, address: str | None, host_url: str) -> Principal | None:
+              method: str, path: str, address: str | None, host_url: Callable[[], str]) -> Principal | None:
     """Who the caller is if `need` allows them on `collection` (None: anonymous, allowed); raise
     UnauthorizedError or DeniedError, with the challenge naming the token realm (by default on
-    `host_url`), otherwise. Reads nothing but its arguments."""
+    `host_url()`, asked only then), otherwise. Reads nothing but its arguments."""
     config = keeper.config
     if need.kind == "token" or not config.enabled:
         return None
@@ -229,7 +229,7 @@ def guard() -> None:
     if need.kind == "repository":
         collection = check_collection((request.view_args or {}).get("collection", ""))
     who = authorize(keeper, need, collection, request.headers.get("Authorization"), request.method,
-                    request.path, client_address(), request.host_url)
+                    request.path, client_address(), lambda: request.host_url)
     if who is not None:
         g.tufnotary_principal = who
 

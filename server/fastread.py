@@ -77,7 +77,7 @@ class FastReads:
         try:
             charge(keeper, address, environ)
             authorize(keeper, PULL_METADATA, collection, environ.get("HTTP_AUTHORIZATION"), "GET", path, address,
-                      get_current_url(environ, host_only=True))
+                      lambda: get_current_url(environ, host_only=True))
         except ServerError as refusal:
             headers = [("Content-Type", "application/json"), *refusal.headers.items()]
             return self._respond(start_response, refusal.http_status, headers, refusal.body(), refusal.code,

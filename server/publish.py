@@ -23,7 +23,7 @@ from tufnotary.server.storage import MetaStore, NewFile, StoredFile
 from tufnotary.server.validation import validate_update
 
 ONLINE_ROLES = ("timestamp", "snapshot")
-_SERIALIZER = JSONSerializer(compact=True)
+SERIALIZER = JSONSerializer(compact=True)
 
 
 class OnlineSigner(Protocol):
@@ -74,7 +74,7 @@ def _sign_online(
     md.signatures.clear()
     signature = signer.sign(key, md.signed_bytes, collection=collection, role=role)
     md.signatures[signature.keyid] = signature
-    return md.to_bytes(_SERIALIZER)
+    return md.to_bytes(SERIALIZER)
 
 
 def _sign_next(
@@ -162,6 +162,10 @@ def replaced(current: Mapping[str, StoredFile], files: Sequence[NewFile]) -> dic
     return {f.role: current[f.role] for f in files if f.role in current}
 
 
+def renew_before(lifetime: timedelta, now: datetime) -> datetime:
+    """Renew once less than half of the configured lifetime is left: what expires before this."""
+    return now + lifetime / 2
+
+
 def renewal_due(expires: datetime, lifetime: timedelta, now: datetime) -> bool:
-    """Renew once less than half of the configured lifetime is left."""
-    return expires - now < lifetime / 2
+    return expires < renew_before(lifetime, now)

@@ -46,6 +46,7 @@ from tufnotary.server.publish import (
     build_snapshot,
     build_timestamp,
     online_key,
+    renew_before,
     renewal_due,
     replaced,
     version_past,
@@ -59,7 +60,6 @@ CLAIM_LEASE = timedelta(minutes=5)
 claims when it ends. Only the claims of a renewer that died run out this way."""
 BATCH_SECONDS_PER_ITEM = 0.1
 """Deadline of a SignBatch call: the signer timeout plus this per payload (today's signer needs ~0.06)."""
-_SERIAL = publishing._SERIALIZER
 
 
 class BatchSigner(OnlineSigner, Protocol):
@@ -263,7 +263,7 @@ def _sign_batch(signer: BatchSigner, config: ServerConfig,
             results.append((job, signature))
         else:
             md.signatures[signature.keyid] = signature
-            results.append((job, (job.version, md.to_bytes(_SERIAL))))
+            results.append((job, (job.version, md.to_bytes(publishing.SERIALIZER))))
     return results
 
 
@@ -306,7 +306,7 @@ def renew_all(store: MetaStore, signer: BatchSigner, config: ServerConfig, now: 
     offline: list[str] = []
     token = set_request_id(new_request_id("renew-"))  # follows the pass into the signer's logs
     try:
-        while claimed := store.claim_renewals(now + config.timestamp_expiry / 2, now + config.snapshot_expiry / 2,
+        while claimed := store.claim_renewals(renew_before(config.timestamp_expiry, now), renew_before(config.snapshot_expiry, now),
                                               now, CLAIM_LEASE, config.renew_batch):
             claimed_all.extend(claimed)
             try:

@@ -345,7 +345,7 @@ class SqlMetaStore(MetaStore):
             f"SELECT c.name, c.snapshot_expires IS NOT NULL, {_FILE_COLUMNS} FROM files f"
             " JOIN (SELECT g.collection_id, g.role, MAX(g.version) AS version"
             "       FROM files g JOIN collections c ON c.id = g.collection_id"
-            f"      WHERE c.name IN ({', '.join('?' * len(collections))})"
+            f"      WHERE c.name IN ({_marks(collections)})"
             "       AND g.role IN ('root', 'snapshot', 'timestamp')"
             "       GROUP BY g.collection_id, g.role) latest"
             " ON f.collection_id = latest.collection_id AND f.role = latest.role"

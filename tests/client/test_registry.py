@@ -99,6 +99,13 @@ def test_credentials_from_docker_config_then_env(tmp_path: Path) -> None:
     assert CredentialStore({"DOCKER_CONFIG": str(tmp_path / "none")}).get("x.io") is None
 
 
+def _helper_script(bin_dir: Path, name: str, body: str) -> None:
+    """A misbehaving `docker-credential-<name>`: a shell script running `body`."""
+    script = bin_dir / f"docker-credential-{name}"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+
+
 def _helper_env(tmp_path: Path, config: dict[str, Any]) -> dict[str, str]:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
@@ -141,16 +148,12 @@ def test_credential_helper_missing_or_failing_is_a_clear_error(tmp_path: Path) -
         CredentialStore(env).get("a.example.com")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    failing = bin_dir / "docker-credential-broken"
-    failing.write_text("#!/bin/sh\necho 'keyring locked' >&2\necho 'secret-on-stdout'\nexit 3\n")
-    failing.chmod(0o755)
+    _helper_script(bin_dir, "broken", "echo 'keyring locked' >&2\necho 'secret-on-stdout'\nexit 3")
     env = _helper_env(tmp_path, {"credsStore": "broken"})
     with pytest.raises(CredentialHelperError, match="failed for a.example.com \\(exit status 3\\): keyring locked") as e:
         CredentialStore(env).get("a.example.com")
     assert "secret-on-stdout" not in e.value.message
-    garbled = bin_dir / "docker-credential-garbled"
-    garbled.write_text("#!/bin/sh\necho '{\"Username\": \"u\", \"Password\": \"leaked-secret\"}'\n")
-    garbled.chmod(0o755)
+    _helper_script(bin_dir, "garbled", "echo '{\"Username\": \"u\", \"Password\": \"leaked-secret\"}'")
     env = _helper_env(tmp_path, {"credsStore": "garbled"})
     with pytest.raises(CredentialHelperError, match="without a JSON") as e:
         CredentialStore(env).get("a.example.com")

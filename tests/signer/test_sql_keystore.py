@@ -316,7 +316,7 @@ def test_a_wrapped_key_under_another_jwe_algorithm_is_refused(store: SqlKeyStore
     record = store.create_key(COLLECTION, "timestamp")
     ((salt,),) = raw_query(database_url, "SELECT kdf_salt FROM signer_keys")
     kek = keywrap.derive_kek(PASSPHRASE, bytes.fromhex(salt))
-    other = jwe.encrypt(b"-----BEGIN PRIVATE KEY-----", kek[:16], algorithm="A128KW", encryption="A128GCM",
+    other = jwe.encrypt(b"a payload wrapped under another algorithm", kek[:16], algorithm="A128KW", encryption="A128GCM",
                         kid=record.key_id).decode()
     raw_query(database_url, "UPDATE signer_keys SET wrapped_private = ?", (other,))
     with pytest.raises(KeyUnwrapError, match=f"{record.key_id}.*altered"):
