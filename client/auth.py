@@ -5,7 +5,8 @@ once with a token from the realm, fetched with HTTP basic credentials from the e
 (`TUFNOTARY_USERNAME` and `TUFNOTARY_PASSWORD` or `TUFNOTARY_PASSWORD_FILE`) or from the Docker
 config file and its credential helpers for the server's host, as `dockerconfig.py` reads them for
 registries too (never from the command line). Tokens are cached per
-scope until shortly before they expire. `AuthFetcher` makes python-tuf's ngclient use them too.
+scope until shortly before they expire. `fetcher.AuthFetcher` makes python-tuf's ngclient use
+them too (this module imports no python-tuf: publishing without it uses these tokens).
 Nothing here prints or logs a password or a token.
 """
 
@@ -17,14 +18,12 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
-from tuf.api import exceptions as tuf_exc
-from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
 from tufnotary.client.dockerconfig import Credentials, DockerConfig, default_config_path, host_of
 from tufnotary.client.errors import ServerError, ServerUnreachableError, UsageError
@@ -35,7 +34,6 @@ PASSWORD_FILE_ENV = "TUFNOTARY_PASSWORD_FILE"
 ENV_HINT = f"{USERNAME_ENV} and {PASSWORD_ENV} (or {PASSWORD_FILE_ENV})"
 EXPIRY_MARGIN = 10.0  # seconds: a token this close to expiry is fetched anew
 DEFAULT_EXPIRES_IN = 60  # the registry token spec's default when the server names none
-MAX_DRAINED = 64 * 1024  # bytes of an error body read to keep its connection
 _PARAM = re.compile(r'\s*([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 _COLLECTION_URL = re.compile(r"/v2/(?P<collection>.+?)/_trust/")
 
@@ -164,61 +162,3 @@ class TokenAuth:
         if not isinstance(token, str) or not token:
             raise ServerError(f"the token server {parts.netloc} sent no token", "UNAUTHORIZED", 401)
         return token, lifetime
-
-
-class AuthFetcher(Urllib3Fetcher):
-    """python-tuf's urllib3 fetcher, sending the server's bearer tokens (retrying once on 401).
-
-    With `pool`, every GET goes through that pool instead of ngclient's own proxy-aware ones:
-    a publisher passes its server client's pool, so that one command refreshes metadata and
-    uploads over one connection (and its API requests never took proxies from the environment).
-    """
-
-    def __init__(self, auth: TokenAuth, socket_timeout: int = 30, app_user_agent: str | None = None,
-                 pool: urllib3.PoolManager | None = None) -> None:
-        super().__init__(socket_timeout=socket_timeout, app_user_agent=app_user_agent)
-        self._auth = auth
-        self._user_agent = (f"{app_user_agent} " if app_user_agent else "") + "python-tuf"
-        self._pool = pool
-
-    def _get(self, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
-        try:
-            return (self._pool or self._proxy_env).request(
-                "GET", url, preload_content=False, timeout=urllib3.Timeout(self.socket_timeout),
-                headers={"User-Agent": self._user_agent, **headers},
-            )
-        except urllib3.exceptions.MaxRetryError as e:
-            if isinstance(e.reason, urllib3.exceptions.TimeoutError):
-                raise tuf_exc.SlowRetrievalError from e
-            raise
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        scope = scope_of(url, "GET")
-        response = self._get(url, self._auth.header_for(scope))
-        if response.status == 401:
-            challenge = response.headers.get("WWW-Authenticate")
-            response.drain_conn()
-            response.release_conn()
-            header = self._auth.answer(challenge, scope)
-            if header is not None:
-                response = self._get(url, header)
-        if response.status >= 400:
-            # Keep the connection when the error body is small: every refresh asks for the next
-            # root version and gets a 404, and the next request should not reconnect. A large or
-            # unsized body is not read (a server must not make the client download it).
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) <= MAX_DRAINED:
-                response.drain_conn()
-                response.release_conn()
-            else:
-                response.close()
-            raise tuf_exc.DownloadHTTPError(f"HTTP error occurred with status {response.status}", response.status)
-        return self._chunks(response)
-
-    def _chunks(self, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-        try:
-            yield from response.stream(self.chunk_size)
-        except urllib3.exceptions.ReadTimeoutError as e:
-            raise tuf_exc.SlowRetrievalError from e
-        finally:
-            response.release_conn()

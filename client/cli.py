@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tufnotary.client.admin import Admin
     from tufnotary.client.config import ClientConfig
     from tufnotary.client.consumer import Consumer
+    from tufnotary.client.http import ServerClient
     from tufnotary.client.keys import KeyStore
     from tufnotary.client.publisher import Publisher
     from tufnotary.client.trustdir import TrustDir
@@ -82,11 +83,21 @@ class Context:
         self.args = args
         self.trust: TrustDir = TrustDir(args.trust_dir)
         self.server_url: str = args.server
+        self.passphrases = TerminalPassphrases()  # one per command: each passphrase asked once
+        self._server: ServerClient | None = None
 
     def keys(self) -> KeyStore:
         from tufnotary.client.keys import KeyStore
 
-        return KeyStore(self.trust, TerminalPassphrases())
+        return KeyStore(self.trust, self.passphrases)
+
+    def server(self) -> ServerClient:
+        """The command's one client of the metadata server (its connections and tokens)."""
+        if self._server is None:
+            from tufnotary.client.http import HttpConfig, ServerClient
+
+            self._server = ServerClient(HttpConfig(server=self.server_url, read_timeout=self.args.timeout))
+        return self._server
 
     def config(self) -> ClientConfig:
         from tufnotary.client.config import load_config
@@ -113,10 +124,9 @@ class Context:
         return Path(save) if save else None
 
     def publisher(self) -> Publisher:
-        from tufnotary.client.http import HttpConfig, ServerClient
         from tufnotary.client.publisher import Publisher
 
-        server = ServerClient(HttpConfig(server=self.server_url, read_timeout=self.args.timeout))
+        server = self.server()
         fetcher = server.metadata_fetcher(int(self.args.timeout))
         return Publisher(self.trust, self.keys(), server, self.consumer(fetcher))
 
@@ -396,14 +406,19 @@ def cmd_publish(ctx: Context) -> int:
     from tufnotary.client.errors import UsageError
 
     a = ctx.args
-    publisher = ctx.publisher()
     if a.from_file is not None:
         if a.role is not None or a.save is not None:
             raise UsageError("--from publishes a signing request as it is: no --role or --save")
-        done = publisher.publish_request(a.collection, Path(a.from_file))
+        done = ctx.publisher().publish_request(a.collection, Path(a.from_file))
         _report_submit(done, f"published {done.draft.summary}")
         return 0
-    result = publisher.publish(a.collection, a.role, ctx.save_path())
+    result = None
+    if a.role is None and a.save is None:
+        from tufnotary.client import quickpublish
+
+        result = quickpublish.publish(ctx.trust, a.collection, ctx.server(), ctx.passphrases)
+    if result is None:
+        result = ctx.publisher().publish(a.collection, a.role, ctx.save_path())
     if result.saved is not None:
         _report_submit(result.submitted, "")
         return 0
@@ -574,11 +589,8 @@ def _change_summary(record: dict[str, Any]) -> str:
 
 def cmd_changefeed(ctx: Context) -> int:
     """Who changed what and when: the server's audit records of a collection (or of all)."""
-    from tufnotary.client.http import HttpConfig, ServerClient
-
     a = ctx.args
-    server = ServerClient(HttpConfig(server=ctx.server_url, read_timeout=a.timeout))
-    page = server.changefeed(a.collection, since=a.since, limit=a.limit)
+    page = ctx.server().changefeed(a.collection, since=a.since, limit=a.limit)
     if a.json:
         _out(json.dumps(page, indent=2, sort_keys=True))
         return 0
@@ -734,7 +746,6 @@ def cmd_audit(ctx: Context) -> int:
 
 def cmd_history(ctx: Context) -> int:
     from tufnotary.client.history import audit_index, history, with_audit
-    from tufnotary.client.http import HttpConfig, ServerClient
 
     a = ctx.args
     consumer = _consumer_with_root(ctx)
@@ -743,8 +754,7 @@ def cmd_history(ctx: Context) -> int:
     if not entries:
         _out(f"{a.target or 'no target'} was never signed in {a.collection}")
         return 0
-    index, why = audit_index(ServerClient(HttpConfig(server=ctx.server_url, read_timeout=a.timeout)),
-                             a.collection)
+    index, why = audit_index(ctx.server(), a.collection)
     if index is None:
         _warn(f"who published each version, and when, is unavailable: {why}")
     else:

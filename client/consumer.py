@@ -19,7 +19,8 @@ from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from tufnotary.client.auth import ENV_HINT, AuthFetcher, TokenAuth
+from tufnotary.client.auth import ENV_HINT, TokenAuth
+from tufnotary.client.fetcher import AuthFetcher
 from tufnotary.client.errors import (
     ClientError,
     ContentMismatchError,

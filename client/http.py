@@ -10,15 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 from securesystemslib.formats import encode_canonical
-from securesystemslib.signer import SSlibKey
 
-from tufnotary.client.auth import AuthFetcher, TokenAuth, scope_of
+from tufnotary.client.auth import TokenAuth, scope_of
 from tufnotary.client.errors import ServerError, ServerUnreachableError
 from tufnotary.client.names import check_collection
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import SSlibKey
+
+    from tufnotary.client.fetcher import AuthFetcher
 
 DEFAULT_SERVER = "http://127.0.0.1:4443"
 USER_AGENT = "tufnotary-client/0.1.0"
@@ -72,6 +76,8 @@ class ServerClient:
 
     def metadata_fetcher(self, socket_timeout: int) -> AuthFetcher:
         """An ngclient fetcher sharing this client's connection pool and tokens (see AuthFetcher)."""
+        from tufnotary.client.fetcher import AuthFetcher
+
         return AuthFetcher(self.auth, socket_timeout=socket_timeout, app_user_agent=USER_AGENT,
                            pool=self._pool)
 
@@ -120,6 +126,8 @@ class ServerClient:
 
     @staticmethod
     def _checked_key(response: urllib3.BaseHTTPResponse, what: str) -> SSlibKey:
+        from securesystemslib.signer import SSlibKey
+
         try:
             d = json.loads(response.data)
             keyid = d.pop("keyid")

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.serialization import (
     BestAvailableEncryption,
     Encoding,
     PrivateFormat,
-    load_pem_private_key,
     load_pem_public_key,
 )
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
+from tufnotary.client import keyfiles
 from tufnotary.client.errors import ClientError, KeyNotFoundError, PassphraseError, UsageError
 from tufnotary.client.trustdir import TrustDir, write_file_atomic
 
@@ -93,7 +93,7 @@ class KeyStore:
 
     def public_key(self, keyid: str) -> SSlibKey:
         path = self._trust.public_dir / f"{keyid}.json"
-        if not path.exists() or not (self._trust.private_dir / f"{keyid}.pem").exists():
+        if not keyfiles.has_private(self._trust.root, keyid):
             raise KeyNotFoundError(
                 f"no local key {keyid} in {self._trust.root}: see 'tufnotary key list'"
             )
@@ -103,9 +103,7 @@ class KeyStore:
             raise ClientError(f"cannot read public key {path}: {e}") from e
 
     def has_private(self, keyid: str) -> bool:
-        return (self._trust.private_dir / f"{keyid}.pem").exists() and (
-            self._trust.public_dir / f"{keyid}.json"
-        ).exists()
+        return keyfiles.has_private(self._trust.root, keyid)
 
     def resolve(self, ref: str) -> SSlibKey:
         """A public key from a local key id, a TUF key JSON file, or a PEM public key file."""
@@ -125,14 +123,7 @@ class KeyStore:
     def signer(self, keyid: str) -> CryptoSigner:
         """Decrypt the private key `keyid` and return a signer for it."""
         public = self.public_key(keyid)
-        pem = (self._trust.private_dir / f"{keyid}.pem").read_bytes()
-        passphrase = self._passphrases(keyid, False)
-        try:
-            private = load_pem_private_key(pem, passphrase.encode())
-        except (ValueError, TypeError) as e:
-            raise PassphraseError(
-                f"cannot decrypt key {keyid}: wrong passphrase (or a corrupt key file)"
-            ) from e
+        private = keyfiles.decrypt(self._trust.root, keyid, self._passphrases)
         try:
             return CryptoSigner(private, public)  # type: ignore[arg-type]
         except ValueError as e:

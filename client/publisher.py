@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from tufnotary.client.errors import AlreadyInitializedError, ClientError, UsageE
 from tufnotary.client.http import ServerClient
 from tufnotary.client.keys import KeyStore
 from tufnotary.client.names import check_collection, check_target_path
+from tufnotary.client.results import PublishResult
 from tufnotary.client.trusted import (
     RoleNotDelegatedError,
     RoleNotPublishedError,
@@ -42,11 +43,14 @@ from tufnotary.client.trusted import (
     delegates,
     succinct,
 )
-from tufnotary.client.trustdir import CollectionKeys, CollectionSettings, StagedChanges, TrustDir
+from tufnotary.client.trustdir import (
+    DEFAULT_EXPIRY_DAYS,
+    CollectionKeys,
+    CollectionSettings,
+    StagedChanges,
+    TrustDir,
+)
 
-ROOT_EXPIRY = timedelta(days=365)
-TARGETS_EXPIRY = timedelta(days=90)
-DEFAULT_EXPIRY_DAYS = {"root": 365.0, "targets": 90.0, "snapshot": 7.0}
 BINS_PREFIX = "bins"
 MAX_BINS = 2**14
 
@@ -109,21 +113,6 @@ class SubmitResult:
     versions: dict[str, int] = field(default_factory=dict)
     saved: Path | None = None
     missing: list[Missing] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    collection: str
-    targets_version: int
-    added: list[str]
-    removed: list[str]
-    # Staged removals of targets that were not signed anyway.
-    not_present: list[str] = field(default_factory=list)
-    versions: dict[str, int] = field(default_factory=dict)
-    roles: list[str] = field(default_factory=list)  # roles re-signed by this publish
-    saved: Path | None = None
-    missing: list[Missing] = field(default_factory=list)
-    submitted: SubmitResult | None = None
 
 
 def copy_md(md: Metadata[Any]) -> Metadata[Any]:
@@ -200,13 +189,12 @@ class Publisher:
             self.keys.resolve(targets_keyid) if targets_keyid else self.keys.generate(keytype)
         )
         now = self.now()
-        root = Root(expires=now + timedelta(days=settings.expiry_days["root"]),
-                    consistent_snapshot=True)
+        root = Root(expires=now + settings.lifetime("root"), consistent_snapshot=True)
         root.add_key(root_key, Root.type)
         root.add_key(targets_key, Targets.type)
         root.add_key(snapshot_key, "snapshot")
         root.add_key(timestamp_key, "timestamp")
-        targets_expires = now + timedelta(days=settings.expiry_days["targets"])
+        targets_expires = now + settings.lifetime("targets")
         targets = Targets(expires=targets_expires)
         draft = Draft(collection, f"the first version of {collection}")
         root_md = Metadata(root)
@@ -262,9 +250,7 @@ class Publisher:
         return self.consumer.state(collection, lenient=self.trust.is_owner(collection))
 
     def expiry(self, collection: str, role: str) -> datetime:
-        days = self.trust.read_settings(collection).expiry_days
-        key = role if role in days else (Root.type if role == Root.type else Targets.type)
-        return self.now() + timedelta(days=days.get(key, DEFAULT_EXPIRY_DAYS.get(key, 90.0)))
+        return self.now() + self.trust.read_settings(collection).lifetime(role)
 
     def next_version(self, state: TrustedState, draft: Draft, role: str) -> Metadata[Any]:
         """The draft's copy of `role` (version + 1, renewed expiry), created on first use."""
@@ -361,9 +347,13 @@ class Publisher:
         missing = draft.missing()
         if missing:
             raise ThresholdNotMetError(draft, missing)
-        reply = self.server.upload(draft.collection, draft.uploads())
+        uploads = draft.uploads()
+        reply = self.server.upload(draft.collection, uploads)
         for role in draft.clear_staged:
             self.trust.write_staged(draft.collection, StagedChanges(), role)
+        for role, data in uploads.items():
+            if isinstance(draft.roles[role].metadata.signed, Targets):
+                self.trust.remember_published(draft.collection, role, data)
         return SubmitResult(draft, signed_by or [], versions=reply.get("versions", {}))
 
     def publish_request(self, collection: str, path: Path) -> SubmitResult:

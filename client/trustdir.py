@@ -2,7 +2,9 @@
 
     <trust-dir>/private/<keyid>.pem              encrypted PKCS#8 private keys (0600, dir 0700)
     <trust-dir>/public/<keyid>.json              the matching public keys (TUF key dicts)
-    <trust-dir>/collections/<collection>/metadata/   ngclient cache; root.json is the pinned anchor
+    <trust-dir>/collections/<collection>/metadata/   ngclient cache; root.json is the pinned anchor;
+                                                     targets-type roles this client published
+                                                     are kept here too (`remember_published`)
     <trust-dir>/collections/<collection>/keys.json   local key ids that sign root and targets
     <trust-dir>/collections/<collection>/staged.json target changes not yet published (targets,
                                                      or routed to hash bins)
@@ -20,6 +22,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -79,11 +82,20 @@ class StagedChanges:
         return cls(changes)
 
 
+DEFAULT_EXPIRY_DAYS = {"root": 365.0, "targets": 90.0, "snapshot": 7.0}
+
+
 @dataclass
 class CollectionSettings:
     """Publisher settings of one collection: metadata lifetime in days per role."""
 
     expiry_days: dict[str, float] = field(default_factory=dict)
+
+    def lifetime(self, role: str) -> timedelta:
+        """How long a new version of `role` stays valid: its own setting, else that of root
+        (for root) or targets (any other role), else the default."""
+        key = role if role in self.expiry_days else ("root" if role == "root" else "targets")
+        return timedelta(days=self.expiry_days.get(key, DEFAULT_EXPIRY_DAYS.get(key, 90.0)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"expiry_days": self.expiry_days}
@@ -126,6 +138,19 @@ class TrustDir:
 
     def pin_root(self, collection: str, data: bytes) -> None:
         write_file_atomic(self.pinned_root_path(collection), data)
+
+    def role_metadata_path(self, collection: str, role: str) -> Path:
+        """Where ngclient persists a verified role (its name URL-quoted, as ngclient does)."""
+        return self.metadata_dir(collection) / f"{quote(role, safe='')}.json"
+
+    def remember_published(self, collection: str, role: str, data: bytes) -> None:
+        """Keep the bytes of a targets-type `role` this client signed and the server accepted
+        where ngclient persists verified metadata: the next publish starts from them
+        (`quickpublish.py`). ngclient verifies a persisted file before using it, against the
+        version its verified snapshot lists, so this never makes a consumer trust anything."""
+        if role in ("root", "timestamp", "snapshot"):
+            raise ValueError(f"only targets-type roles are remembered, not {role}")
+        write_file_atomic(self.role_metadata_path(collection, role), data)
 
     def read_keys(self, collection: str) -> CollectionKeys:
         path = self.collection_dir(collection) / "keys.json"

@@ -61,7 +61,7 @@ class FakeServer:
         self.collections: dict[str, FakeCollection] = {}
         self.requests: list[tuple[str, str]] = []
         self.connections: set[tuple[str, int]] = set()  # client (host, port) of each connection
-        self.next_refusal: Refusal | None = None
+        self.refusals: list[Refusal] = []  # the next uploads' refusals
         # Serve online public keys under a key id that is not theirs.
         self.lie_about_keyids = False
         self.lock = threading.Lock()
@@ -98,8 +98,8 @@ class FakeServer:
             coll = self.collections[name]
             coll.served_timestamp = coll.timestamps[0]
 
-    def refuse_next_upload(self, code: str, message: str, status: int = 400) -> None:
-        self.next_refusal = Refusal(status, code, message, {"role": "targets"})
+    def refuse_next_upload(self, code: str, message: str, status: int = 400, times: int = 1) -> None:
+        self.refusals = [Refusal(status, code, message, {"role": "targets"})] * times
 
     def stored_targets(self, name: str) -> Metadata[Targets]:
         data = self.collections[name].current("targets")
@@ -143,9 +143,8 @@ class FakeServer:
             raise Refusal(400, "SIGNATURE_INVALID", f"{role} is not signed by its keys: {e}") from e
 
     def upload(self, name: str, parts: dict[str, bytes]) -> dict[str, Any]:
-        if self.next_refusal is not None:
-            refusal, self.next_refusal = self.next_refusal, None
-            raise refusal
+        if self.refusals:
+            raise self.refusals.pop()
         coll = self.collection(name)
         parsed: dict[str, Metadata[Any]] = {}
         for role, data in parts.items():

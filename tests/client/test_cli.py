@@ -139,7 +139,8 @@ def test_server_refusal_and_unreachable_server_are_one_line(
     server = ["--server", fake_server.url]
     assert main([*server, "init", COLLECTION]) == 0
     assert main([*server, "add", COLLECTION, "x", "--digest", "sha256:" + "0" * 64, "--length", "3"]) == 0
-    fake_server.refuse_next_upload("VERSION_CONFLICT", "targets version 2 already exists")
+    # twice: the full publish retries what the express publish was refused
+    fake_server.refuse_next_upload("VERSION_CONFLICT", "targets version 2 already exists", status=409, times=2)
     capsys.readouterr()
     assert main([*server, "publish", COLLECTION]) == 4
     err = capsys.readouterr().err

@@ -64,7 +64,7 @@ def test_help_loads_no_tuf_http_or_crypto_module(tmp_path: Path) -> None:
     ]
 
 
-def test_publish_loads_no_oci_registry_bundle_or_admin_module(
+def test_express_publish_loads_no_python_tuf_signers_or_other_commands_modules(
     client: Client, fake_server: FakeServer, tmp_path: Path
 ) -> None:
     client.publisher.init(COLLECTION)
@@ -75,8 +75,24 @@ def test_publish_loads_no_oci_registry_bundle_or_admin_module(
     assert proc.returncode == 0, proc.stderr
     assert "targets version 2 (1 added" in proc.stdout
     assert "app:v1" in client.consumer.list_targets(COLLECTION).targets
+    assert sorted(m for m in modules if m.split(".")[0] == "tuf" or m.startswith("securesystemslib.signer")) == []
     assert sorted(modules.intersection(NOT_FOR_PUBLISH)) == []
     assert "tomllib" not in modules  # no config file in the trust directory: nothing to parse
+
+
+def test_full_publish_loads_no_oci_registry_bundle_or_admin_module(
+    client: Client, fake_server: FakeServer, tmp_path: Path
+) -> None:
+    client.publisher.init(COLLECTION)
+    client.publisher.stage_add(COLLECTION, target_from_digest("app:v1", "sha256:" + "ab" * 32, 10))
+    client.trust.role_metadata_path(COLLECTION, "targets").unlink()  # no express publish without it
+
+    proc, modules = loaded_by(tmp_path, client.trust.root, "--server", fake_server.url, "publish", COLLECTION)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "targets version 2 (1 added" in proc.stdout
+    assert "tuf.ngclient" in modules  # it refreshed the collection first
+    assert sorted(modules.intersection(NOT_FOR_PUBLISH)) == []
 
 
 def test_add_and_remove_load_no_tuf_http_or_crypto_module(client: Client, tmp_path: Path) -> None:

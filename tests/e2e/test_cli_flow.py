@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,50 @@ def test_publish_and_verify_flow(stack, collection, tmp_path):
     ok(tufnotary(stack, publisher, "publish", collection))
     gone = tufnotary(stack, consumer, "verify", collection, "net-monitor:1.0", str(artifact))
     assert gone.returncode != 0
+
+
+def test_express_publish_into_hash_bins_and_after_another_publisher(stack, collection, tmp_path):
+    """The express publish (client/quickpublish.py) against the real server: it re-signs only the
+    bins of the staged paths, the server accepts it, consumers verify it; and when another copy of
+    the trust directory published first, the server refuses the stale version, nothing changes,
+    and the full publish takes over."""
+    from tuf.api.metadata import SuccinctRoles
+
+    from tufnotary.client import quickpublish
+    from tufnotary.client.http import HttpConfig, ServerClient
+    from tufnotary.client.trustdir import TrustDir
+
+    publisher, copy = tmp_path / "publisher", tmp_path / "copy"
+    server = ServerClient(HttpConfig(server=stack.url))
+    ok(tufnotary(stack, publisher, "init", collection, "--bins", "16"))
+    paths = ["app:v1", "db:v1", "web:v1"]
+    for i, path in enumerate(paths):
+        ok(tufnotary(stack, publisher, "add", collection, path, "--digest", "sha256:" + f"{i:02x}" * 32,
+                     "--length", "7"))
+
+    result = quickpublish.publish(TrustDir(publisher), collection, server, lambda keyid, new: "publisher passphrase")
+
+    bins = SuccinctRoles([], 1, 4, "bins")
+    assert result is not None and result.express
+    assert result.roles == sorted({bins.get_role_for_target(p) for p in paths})
+    listed = ok(tufnotary(stack, tmp_path / "consumer", "list", "--root",
+                          str(publisher / "collections" / collection / "metadata" / "root.json"), collection))
+    assert all(p in listed for p in paths)
+
+    shutil.copytree(publisher, copy)
+    ok(tufnotary(stack, copy, "add", collection, "app:v2", "--digest", "sha256:" + "aa" * 32, "--length", "7"))
+    ok(tufnotary(stack, copy, "publish", collection))
+    # a target of the bin the copy just re-signed: this trust directory holds its previous version
+    mine = next(p for p in (f"app:v{n}" for n in range(3, 1000))
+                if bins.get_role_for_target(p) == bins.get_role_for_target("app:v2"))
+    ok(tufnotary(stack, publisher, "add", collection, mine, "--digest", "sha256:" + "bb" * 32, "--length", "7"))
+    staged = TrustDir(publisher).read_staged(collection).changes
+
+    assert quickpublish.publish(TrustDir(publisher), collection, server,
+                                lambda keyid, new: "publisher passphrase") is None
+
+    assert TrustDir(publisher).read_staged(collection).changes == staged
+    assert mine not in ok(tufnotary(stack, publisher, "list", collection))
+    ok(tufnotary(stack, publisher, "publish", collection))
+    listed = ok(tufnotary(stack, publisher, "list", collection))
+    assert "app:v2" in listed and mine in listed
