@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import urllib3
-
 from tufnotary.client.dockerconfig import Credentials, DockerConfig, default_config_path, host_of
 from tufnotary.client.errors import ServerError, ServerUnreachableError, UsageError
+from tufnotary.client.transport import Transport, TransportError
 
 USERNAME_ENV = "TUFNOTARY_USERNAME"
 PASSWORD_ENV = "TUFNOTARY_PASSWORD"
@@ -94,10 +93,10 @@ def scope_of(url: str, method: str) -> str | None:
 class TokenAuth:
     """Tokens per scope from the server's realm; thread-safe."""
 
-    def __init__(self, pool: urllib3.PoolManager, server: str,
+    def __init__(self, transport: Transport, server: str,
                  credentials: Callable[[], Credentials | None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._pool, self.server = pool, server
+        self._transport, self.server = transport, server
         self._credentials = credentials or (lambda: credentials_for(server))
         self._clock = clock
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -142,10 +141,9 @@ class TokenAuth:
             headers["Authorization"] = f"Basic {basic}"
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         try:
-            response = self._pool.request("GET", url, headers=headers, retries=urllib3.Retry(2, redirect=0))
-        except urllib3.exceptions.HTTPError as e:
-            raise ServerUnreachableError(f"cannot reach the token server {parts.netloc}: "
-                                         f"{getattr(e, 'reason', None) or e}") from e
+            response = self._transport.request("GET", url, headers)
+        except TransportError as e:
+            raise ServerUnreachableError(f"cannot reach the token server {parts.netloc}: {e}") from e
         if response.status == 401:
             hint = "" if credentials else f": set {ENV_HINT}, or log in with docker login"
             raise ServerError(f"the token server {parts.netloc} refused the credentials{hint}",

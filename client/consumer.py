@@ -21,6 +21,7 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from tufnotary.client.auth import ENV_HINT, TokenAuth
 from tufnotary.client.fetcher import AuthFetcher
+from tufnotary.client.transport import Transport
 from tufnotary.client.errors import (
     ClientError,
     ContentMismatchError,
@@ -129,7 +130,7 @@ class Consumer:
         self.policy = policy or AlgorithmPolicy()
         # ngclient fetches through this: it answers the server's bearer challenges with tokens.
         self._fetcher = fetcher or AuthFetcher(
-            TokenAuth(urllib3.PoolManager(headers={"User-Agent": USER_AGENT}), server),
+            TokenAuth(Transport(headers={"User-Agent": USER_AGENT}), server),
             socket_timeout=socket_timeout, app_user_agent=USER_AGENT,
         )
 

@@ -17,8 +17,7 @@ class AuthFetcher(Urllib3Fetcher):
     """python-tuf's urllib3 fetcher, sending the server's bearer tokens (retrying once on 401).
 
     With `pool`, every GET goes through that pool instead of ngclient's own proxy-aware ones:
-    a publisher passes its server client's pool, so that one command refreshes metadata and
-    uploads over one connection (and its API requests never took proxies from the environment).
+    a publisher's refresh, like its API requests, takes no proxy from the environment.
     """
 
     def __init__(self, auth: TokenAuth, socket_timeout: int = 30, app_user_agent: str | None = None,

@@ -1,4 +1,4 @@
-"""The metadata server's HTTP API, on urllib3 with timeouts: ping, online keys, upload, fetch, delete.
+"""The metadata server's HTTP API (on `transport.py`): ping, online keys, upload, fetch, delete.
 
 Every server refusal becomes a `ServerError` carrying the server's code and message; every
 network failure becomes a `ServerUnreachableError`. A 401 with a bearer challenge is answered
@@ -12,12 +12,12 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import urllib3
 from securesystemslib.formats import encode_canonical
 
 from tufnotary.client.auth import TokenAuth, scope_of
 from tufnotary.client.errors import ServerError, ServerUnreachableError
 from tufnotary.client.names import check_collection
+from tufnotary.client.transport import Response, Transport, TransportError, multipart
 
 if TYPE_CHECKING:
     from securesystemslib.signer import SSlibKey
@@ -48,7 +48,7 @@ def tuf_keyid(key: SSlibKey) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _server_error(response: urllib3.BaseHTTPResponse, what: str) -> ServerError:
+def _server_error(response: Response, what: str) -> ServerError:
     try:
         first = json.loads(response.data)["errors"][0]
         code = str(first.get("code", "UNKNOWN"))
@@ -67,40 +67,40 @@ class ServerClient:
 
     def __init__(self, config: HttpConfig, auth: TokenAuth | None = None) -> None:
         self.config = config
-        self._pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout),
-            retries=urllib3.Retry(total=config.retries, redirect=0, backoff_factor=0.2),
-            headers={"User-Agent": USER_AGENT},
-        )
-        self.auth = auth or TokenAuth(self._pool, config.server)
+        self._transport = Transport(config.connect_timeout, config.read_timeout, config.retries,
+                                    headers={"User-Agent": USER_AGENT})
+        self.auth = auth or TokenAuth(self._transport, config.server)
 
     def metadata_fetcher(self, socket_timeout: int) -> AuthFetcher:
-        """An ngclient fetcher sharing this client's connection pool and tokens (see AuthFetcher)."""
+        """An ngclient fetcher with this client's tokens (see AuthFetcher), and like this client
+        taking no proxy from the environment."""
+        import urllib3
+
         from tufnotary.client.fetcher import AuthFetcher
 
         return AuthFetcher(self.auth, socket_timeout=socket_timeout, app_user_agent=USER_AGENT,
-                           pool=self._pool)
+                           pool=urllib3.PoolManager(headers={"User-Agent": USER_AGENT}))
 
     def base_url(self, collection: str) -> str:
         return metadata_base_url(self.config.server, collection)
 
-    def _send(self, method: str, url: str, what: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+    def _send(self, method: str, url: str, what: str, headers: dict[str, str], body: bytes | None,
+              replay: bool) -> Response:
         try:
-            return self._pool.request(method, url, **kwargs)
-        except urllib3.exceptions.HTTPError as e:
-            reason = getattr(e, "reason", None) or e
-            raise ServerUnreachableError(
-                f"{what}: cannot reach server {self.config.server}: {reason}"
-            ) from e
+            return self._transport.request(method, url, headers, body, replay)
+        except TransportError as e:
+            raise ServerUnreachableError(f"{what}: cannot reach server {self.config.server}: {e}") from e
 
-    def _request(self, method: str, url: str, what: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+    def _request(self, method: str, url: str, what: str, headers: dict[str, str] | None = None,
+                 body: bytes | None = None, replay: bool = True) -> Response:
+        """`replay=False` for a request the server may act on: it is never sent twice."""
         scope = scope_of(url, method)
-        headers = {"User-Agent": USER_AGENT, **self.auth.header_for(scope)}
-        response = self._send(method, url, what, headers=headers, **kwargs)
+        headers = {**(headers or {}), **self.auth.header_for(scope)}
+        response = self._send(method, url, what, headers, body, replay)
         if response.status == 401:
             answer = self.auth.answer(response.headers.get("WWW-Authenticate"), scope)
             if answer is not None:
-                response = self._send(method, url, what, headers={**headers, **answer}, **kwargs)
+                response = self._send(method, url, what, {**headers, **answer}, body, replay)
         if response.status >= 400:
             raise _server_error(response, what)
         return response
@@ -118,14 +118,11 @@ class ServerClient:
 
         The server keeps signing with the current key until a root listing the new one is published."""
         what = f"rotating the server's {role} key of {collection}"
-        response = self._request(
-            "POST", f"{self.base_url(collection)}{role}.key", what,
-            retries=urllib3.Retry(total=self.config.retries, read=0, redirect=0),
-        )
+        response = self._request("POST", f"{self.base_url(collection)}{role}.key", what, replay=False)
         return self._checked_key(response, what)
 
     @staticmethod
-    def _checked_key(response: urllib3.BaseHTTPResponse, what: str) -> SSlibKey:
+    def _checked_key(response: Response, what: str) -> SSlibKey:
         from securesystemslib.signer import SSlibKey
 
         try:
@@ -144,15 +141,10 @@ class ServerClient:
 
     def upload(self, collection: str, roles: dict[str, bytes]) -> dict[str, Any]:
         """POST signed metadata (role name -> exact bytes) atomically; return the server's reply."""
-        fields = {role: (f"{role}.json", data, "application/json") for role, data in roles.items()}
-        response = self._request(
-            "POST",
-            self.base_url(collection),
-            f"publishing {', '.join(roles)} of {collection}",
-            fields=fields,
-            # A POST that reached the server must not be replayed blindly.
-            retries=urllib3.Retry(total=self.config.retries, read=0, redirect=0),
-        )
+        body, content_type = multipart(
+            {role: (f"{role}.json", data, "application/json") for role, data in roles.items()})
+        response = self._request("POST", self.base_url(collection), f"publishing {', '.join(roles)} of {collection}",
+                                 {"Content-Type": content_type}, body, replay=False)
         try:
             reply: dict[str, Any] = json.loads(response.data)
         except ValueError:

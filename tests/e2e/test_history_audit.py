@@ -51,7 +51,7 @@ def test_history_names_who_published_each_version_and_when(audited_stack, tmp_pa
     ok(tufnotary(audited_stack, owner, "add", COLLECTION, "net-monitor", str(v2), **BOB))
     ok(tufnotary(audited_stack, owner, "publish", COLLECTION, **BOB))
 
-    root = owner / "collections" / COLLECTION / "metadata" / "root_history" / "1.root.json"
+    root = owner / "collections" / COLLECTION / "metadata" / "root.json"  # the pinned root, version 1
     reader = tmp_path / "home" / "reader"
     result = tufnotary(audited_stack, reader, "history", COLLECTION, "net-monitor", "--root", str(root), **READER)
     lines = ok(result).strip().splitlines()
