@@ -22,6 +22,7 @@ class RawServer:
     def __init__(self, behave: Callable[[socket.socket, list[bytes]], None]) -> None:
         self.requests: list[bytes] = []
         self.connections = 0
+        self.handled = threading.Semaphore(0)  # released as each connection's handler returns
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._behave = behave
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -38,7 +39,11 @@ class RawServer:
             except OSError:
                 return
             self.connections += 1
-            threading.Thread(target=self._behave, args=(conn, self.requests), daemon=True).start()
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        self._behave(conn, self.requests)
+        self.handled.release()
 
     def close(self) -> None:
         self._sock.close()
@@ -109,6 +114,7 @@ def test_a_connection_the_server_closed_is_not_reused(raw_server: RawServer, met
     for _ in range(2):
         response = transport.request(method, raw_server.url + "/x", body=b"{}", replay=False)
         assert (response.status, response.data) == (200, b"{}")
+        assert raw_server.handled.acquire(timeout=10)  # the server has closed the connection
     assert raw_server.connections == 2 and len(raw_server.requests) == 2
 
 
