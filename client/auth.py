@@ -20,12 +20,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from tufnotary.client.dockerconfig import Credentials, DockerConfig, default_config_path, host_of
+from tufnotary.client.challenge import parse_challenge
 from tufnotary.client.errors import ServerError, ServerUnreachableError, UsageError
 from tufnotary.client.transport import Transport, TransportError
+
+if TYPE_CHECKING:
+    from tufnotary.client.dockerconfig import Credentials
 
 USERNAME_ENV = "TUFNOTARY_USERNAME"
 PASSWORD_ENV = "TUFNOTARY_PASSWORD"
@@ -33,7 +36,6 @@ PASSWORD_FILE_ENV = "TUFNOTARY_PASSWORD_FILE"
 ENV_HINT = f"{USERNAME_ENV} and {PASSWORD_ENV} (or {PASSWORD_FILE_ENV})"
 EXPIRY_MARGIN = 10.0  # seconds: a token this close to expiry is fetched anew
 DEFAULT_EXPIRES_IN = 60  # the registry token spec's default when the server names none
-_PARAM = re.compile(r'\s*([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 _COLLECTION_URL = re.compile(r"/v2/(?P<collection>.+?)/_trust/")
 
 
@@ -41,6 +43,9 @@ def credentials_for(server: str, environ: Mapping[str, str] | None = None) -> Cr
     """Basic credentials for `server`: the environment first, else the Docker config file
     (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`) in Docker's order, credential
     helpers included (`dockerconfig.py`), under the server's host[:port]."""
+    # Imported here: most requests are never challenged, and a publish's start-up is its cost.
+    from tufnotary.client.dockerconfig import Credentials, DockerConfig, default_config_path, host_of
+
     environ = os.environ if environ is None else environ
     user = environ.get(USERNAME_ENV)
     if user:
@@ -60,18 +65,12 @@ def credentials_for(server: str, environ: Mapping[str, str] | None = None) -> Cr
     return found if found is not None and found.username else None
 
 
-def parse_challenge(header: str | None) -> dict[str, str] | None:
+def bearer_challenge(header: str | None) -> dict[str, str] | None:
     """The parameters of a `Bearer realm=…,service=…,scope=…` challenge, or None."""
-    if not header:
+    challenge = parse_challenge(header)
+    if challenge is None or challenge.scheme != "bearer" or not challenge.params.get("realm"):
         return None
-    scheme, _, rest = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    params = {}
-    for match in _PARAM.finditer(rest):
-        value = match[2] if match[2] is not None else match[3]
-        params[match[1].lower()] = value.replace('\\"', '"')
-    return params if params.get("realm") else None
+    return challenge.params
 
 
 def scope_of(url: str, method: str) -> str | None:
@@ -114,7 +113,7 @@ class TokenAuth:
 
     def answer(self, challenge_header: str | None, scope: str | None) -> dict[str, str] | None:
         """After a 401: a header with a new token for the challenge, or None if it is no bearer one."""
-        challenge = parse_challenge(challenge_header)
+        challenge = bearer_challenge(challenge_header)
         if challenge is None:
             return None
         token, lifetime = self._fetch(challenge)

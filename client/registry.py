@@ -24,6 +24,7 @@ from urllib.parse import urlencode, urljoin
 
 import urllib3
 
+from tufnotary.client.challenge import Challenge, parse_challenge
 from tufnotary.client.errors import (
     RegistryError,
     RegistryIntegrityError,
@@ -31,7 +32,7 @@ from tufnotary.client.errors import (
     UsageError,
 )
 from tufnotary.client.reference import Reference, is_loopback
-from tufnotary.client.registryauth import Challenge, CredentialStore, TokenCache, parse_challenge
+from tufnotary.client.registryauth import CredentialStore, TokenCache
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -12,7 +12,6 @@ service and set of scopes until they expire.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from tufnotary.client.dockerconfig import Credentials, DockerConfig, default_con
 AUTH_FILE_ENV = "TUFNOTARY_REGISTRY_AUTH_FILE"
 USERNAME_ENV = "TUFNOTARY_REGISTRY_USERNAME"
 PASSWORD_ENV = "TUFNOTARY_REGISTRY_PASSWORD"
-_PARAM_RE = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
 
 def docker_config_path(env: Mapping[str, str]) -> Path:
@@ -56,23 +54,6 @@ class CredentialStore:
         if user and password is not None:
             return Credentials(user, password)
         return None
-
-
-@dataclass(frozen=True)
-class Challenge:
-    """A parsed `WWW-Authenticate` header: scheme (`basic`/`bearer`) and its parameters."""
-
-    scheme: str
-    params: dict[str, str]
-
-
-def parse_challenge(header: str) -> Challenge | None:
-    scheme, _, rest = header.strip().partition(" ")
-    if not scheme:
-        return None
-    params = {m[1].lower(): (m[2] if m[2] is not None else m[3]).replace('\\"', '"')
-              for m in _PARAM_RE.finditer(rest)}
-    return Challenge(scheme.lower(), params)
 
 
 @dataclass

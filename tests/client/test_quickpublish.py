@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Signature, SSlibKey
 from tuf.api.metadata import SuccinctRoles
 
@@ -58,7 +59,7 @@ def test_signatures_verify_with_securesystemslib(private: object, scheme: str) -
     sig = keyfiles.sign(private, scheme, payload)  # type: ignore[arg-type]
 
     key.verify_signature(Signature(key.keyid, sig), payload)  # raises if it does not verify
-    with pytest.raises(Exception):
+    with pytest.raises(UnverifiedSignatureError):
         key.verify_signature(Signature(key.keyid, sig), payload + b" ")
 
 

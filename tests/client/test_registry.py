@@ -31,7 +31,8 @@ from tufnotary.client.registry import (
     RegistryClient,
     check_manifest,
 )
-from tufnotary.client.registryauth import CredentialStore, TokenCache, parse_challenge
+from tufnotary.client.challenge import parse_challenge
+from tufnotary.client.registryauth import CredentialStore, TokenCache
 
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                        "config": {"mediaType": "x", "digest": "sha256:" + "a" * 64, "size": 1},

@@ -84,7 +84,8 @@ class World:
         return r.stdout + r.stderr
 
     def root_file(self) -> Path:
-        return self.tmp / "owner" / "collections" / self.collection / "metadata" / "root_history" / "1.root.json"
+        """The root the owner handed out right after `init` (version 1)."""
+        return self.tmp / "root-v1.json"
 
     def policy(self, who: str, *scopes: dict) -> None:
         """Write `who`'s trust policy: each scope maps to this world's collection and root."""
@@ -117,6 +118,8 @@ class World:
 
 def _init(w: World, *args: str) -> None:
     w.ok("owner", "init", w.collection, *args)
+    pinned = w.tmp / "owner" / "collections" / w.collection / "metadata" / "root.json"
+    w.root_file().write_bytes(pinned.read_bytes())
 
 
 def test_scenario1_local_build_sign_validate_by_file_digest(world):
