@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BIN = Path(sys.executable).parent
 
 
@@ -107,3 +109,40 @@ def test_express_publish_into_hash_bins_and_after_another_publisher(stack, colle
     ok(tufnotary(stack, publisher, "publish", collection))
     listed = ok(tufnotary(stack, publisher, "list", collection))
     assert "app:v2" in listed and mine in listed
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["leaked", "retired"])
+def test_revoking_the_hash_bins_key_re_signs_every_bin_with_its_replacement(stack, collection, tmp_path, keep):
+    """`key revoke` of the bins key with `--replace-with` swaps it in targets' succinct delegation
+    and re-signs every bin with the new key only. A leaked key (the default) loses everything only
+    it vouched for: here every entry, each named as dropped; a retired one (`--keep-content`)
+    keeps its content, which consumers still verify."""
+    import json
+
+    publisher = tmp_path / "publisher"
+    ok(tufnotary(stack, publisher, "init", collection, "--bins", "4"))
+    paths = [f"app:v{i}" for i in range(6)]
+    for i, path in enumerate(paths):
+        ok(tufnotary(stack, publisher, "add", collection, path, "--digest", "sha256:" + f"{i:02x}" * 32,
+                     "--length", "7"))
+    ok(tufnotary(stack, publisher, "publish", collection))
+    metadata = publisher / "collections" / collection / "metadata"
+    old = json.loads((metadata / "targets.json").read_bytes())["signed"]["delegations"]["succinct_roles"]["keyids"]
+    assert len(old) == 1
+    new = ok(tufnotary(stack, publisher, "key", "generate")).split()[-1]
+
+    out = ok(tufnotary(stack, publisher, "key", "revoke", collection, old[0], "--replace-with", new,
+                       *(["--keep-content"] if keep else [])))
+
+    ok(tufnotary(stack, publisher, "list", collection))  # a refresh: the verified copies are current
+    delegation = json.loads((metadata / "targets.json").read_bytes())["signed"]["delegations"]
+    assert delegation["succinct_roles"]["keyids"] == [new] and list(delegation["keys"]) == [new]
+    for n in range(4):
+        signatures = json.loads((metadata / f"bins-{n}.json").read_bytes())["signatures"]
+        assert [s["keyid"] for s in signatures] == [new]
+    listed = ok(tufnotary(stack, tmp_path / "consumer", "list", "--root", str(metadata / "root.json"), collection))
+    if keep:
+        assert all(p in listed for p in paths) and "dropped" not in out
+    else:
+        assert not any(p in listed for p in paths)
+        assert all(f" {p}: sha256:" in out for p in paths) and out.count("dropped bins-") == len(paths)
