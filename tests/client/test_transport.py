@@ -4,9 +4,11 @@ only where the server cannot have acted, timeouts, and multipart bodies the serv
 from __future__ import annotations
 
 import io
+import ssl
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from werkzeug.formparser import parse_form_data
@@ -162,3 +164,54 @@ def test_multipart_body_is_what_the_server_parses() -> None:
 def test_multipart_refuses_names_that_would_break_its_headers() -> None:
     with pytest.raises(ValueError, match="cannot be a multipart field name"):
         multipart({'role"; name="root': ("x.json", b"{}", "application/json")})
+
+
+@pytest.fixture
+def https_server(tmp_path) -> Iterator[tuple[str, Path, list[int]]]:
+    """An HTTPS server on loopback with a certificate of a throwaway CA: (URL, CA file, handshakes)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tufnotary.signer.certs import write_dev_certs
+
+    certs = write_dev_certs(tmp_path / "certs")
+    handshakes: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class TLSServer(ThreadingHTTPServer):
+        def get_request(self):  # type: ignore[no-untyped-def]
+            sock, address = super().get_request()
+            handshakes.append(1)
+            return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs.signer_cert, certs.signer_key)
+    httpd = TLSServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"https://localhost:{httpd.server_address[1]}/v2/", certs.ca_cert, handshakes
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_tls_trusts_the_ca_the_environment_names(https_server, monkeypatch) -> None:
+    url, ca, _ = https_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    response = Transport().request("GET", url)
+    assert (response.status, response.data) == (200, b"{}")
+
+
+def test_tls_refuses_a_server_no_trusted_ca_vouches_for_without_retrying(https_server, monkeypatch) -> None:
+    url, _, handshakes = https_server
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(TransportError, match="TLS failed: CERTIFICATE_VERIFY_FAILED"):
+        Transport(retries=2, backoff=0).request("GET", url)
+    assert len(handshakes) == 1
