@@ -17,6 +17,7 @@ from tuf.api.metadata import MetaFile, Metadata, Root, Snapshot, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
 from tufnotary.server.audit import AuditEntry, publish_details
+from tufnotary.server.canonical import signed_bytes
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.errors import OnlineKeyError, VersionConflictError
 from tufnotary.server.storage import MetaStore, NewFile, StoredFile
@@ -72,7 +73,7 @@ def _sign_online(
             {"role": role, "root_keys": listed.keyids, "threshold": listed.threshold},
         )
     md.signatures.clear()
-    signature = signer.sign(key, md.signed_bytes, collection=collection, role=role)
+    signature = signer.sign(key, signed_bytes(md), collection=collection, role=role)
     md.signatures[signature.keyid] = signature
     return md.to_bytes(SERIALIZER)
 
