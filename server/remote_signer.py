@@ -19,10 +19,10 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,6 +35,7 @@ from tufnotary.server import metrics
 from tufnotary.server.errors import ServerError, SignerRefusedError, SignerUnavailableError, VersionConflictError
 from tufnotary.server.logs import REQUEST_ID_METADATA, current_request_id
 
+T = TypeVar("T")
 _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 _HIGHEST_SIGNED_METADATA = "tufnotary-highest-signed-version"
 # Once the signer is back, a channel in reconnect backoff keeps failing calls until its next attempt;
@@ -104,18 +105,18 @@ class RemoteSigner:
 
     def list_key_info(self, collection: str) -> list[RemoteKeyInfo]:
         """Like `list_keys`, with each key's role and lifecycle state."""
-        response = self._call("ListKeys", signer_pb2.ListKeysRequest(collection=collection))
+        return self._key_info(self._call("ListKeys", signer_pb2.ListKeysRequest(collection=collection)))
+
+    def start_list_key_info(self, collection: str) -> Pending[list[RemoteKeyInfo]]:
+        """`list_key_info`, asked for now and answered by `result()`: the caller works meanwhile."""
+        pending = self._start("ListKeys", signer_pb2.ListKeysRequest(collection=collection))
+        return Pending(lambda: self._key_info(pending.result()), pending.cancel)
+
+    def _key_info(self, response: signer_pb2.ListKeysResponse) -> list[RemoteKeyInfo]:
         return [
             RemoteKeyInfo(self._checked_key(k), k.collection, k.role, k.state or "active", k.max_signed_version)
             for k in response.keys
         ]
-
-    def pending_key(self, collection: str, role: str) -> SSlibKey | None:
-        """The pending key of (collection, role) while a rotation is in progress, else None."""
-        for info in self.list_key_info(collection):
-            if info.role == role and info.state == "pending":
-                return info.key
-        return None
 
     def rotate_key(self, collection: str, role: str, algorithm: str = "") -> SSlibKey:
         """Start a rotation: the pending key of (collection, role) (see the signer's RotateKey), or the
@@ -261,6 +262,28 @@ class RemoteSigner:
         finally:
             metrics.signer_latency.labels(method, outcome).observe(time.perf_counter() - started)
 
+    def _start(self, method: str, request: object) -> Pending[Any]:
+        """`_call` without waiting: the call runs while the caller works; `result()` waits for it."""
+        stub = self._get_stub()
+        started = time.perf_counter()
+        future = getattr(stub, method).future(request, timeout=self.timeout, metadata=_metadata(),
+                                               wait_for_ready=True)
+
+        def observe(done: grpc.Future) -> None:
+            code = done.code()  # type: ignore[attr-defined]
+            outcome = "ok" if code == grpc.StatusCode.OK else code.name.lower()
+            metrics.signer_latency.labels(method, outcome).observe(time.perf_counter() - started)
+
+        future.add_done_callback(observe)
+
+        def result() -> Any:
+            try:
+                return future.result()
+            except grpc.RpcError as e:
+                raise self._translate(method, e) from None
+
+        return Pending(result, future.cancel)
+
     def _translate(self, method: str, e: grpc.RpcError) -> ServerError:
         code: grpc.StatusCode = e.code()  # type: ignore[attr-defined]
         details: str = e.details() or ""  # type: ignore[attr-defined]
@@ -328,6 +351,15 @@ class RemoteSigner:
             with self._lock:
                 self._bindings[message.key_id] = (message.collection, message.role)
         return key
+
+
+class Pending(Generic[T]):
+    """A signer call under way: `result()` waits for its answer (raising what the call would);
+    `cancel()` abandons it (a no-op once answered)."""
+
+    def __init__(self, result: Callable[[], T], cancel: Callable[[], object]) -> None:
+        self.result = result
+        self.cancel = cancel
 
 
 def _metadata() -> tuple[tuple[str, str], ...]:

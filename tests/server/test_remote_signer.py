@@ -56,6 +56,9 @@ class HostileSigner(signer_pb2_grpc.SignerServicer):
     def GetPublicKey(self, request: signer_pb2.GetPublicKeyRequest, context: grpc.ServicerContext) -> signer_pb2.PublicKey:
         return _public_key_message(self.key)
 
+    def ListKeys(self, request: signer_pb2.ListKeysRequest, context: grpc.ServicerContext) -> signer_pb2.ListKeysResponse:
+        return signer_pb2.ListKeysResponse(keys=[_public_key_message(self.other, key_id=self.key.public_key.keyid)])
+
     def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
         if request.payload == b"answer with another key id":
             signature = self.other.sign(request.payload)
@@ -97,6 +100,25 @@ def test_round_trip_through_an_honest_signer(running: RunningSigner) -> None:
             key.verify_signature(one, signed)  # type: ignore[arg-type]
 
 
+def test_keys_listed_while_the_caller_works(running: RunningSigner) -> None:
+    with remote_signer(running.address, running.certs) as client:
+        key = client.create_key(COLLECTION, "snapshot")
+        pending = client.start_list_key_info(COLLECTION)
+        assert pending.result() == client.list_key_info(COLLECTION)
+        assert [(info.key, info.role, info.state) for info in pending.result()] == [(key, "snapshot", "active")]
+
+
+def test_keys_listed_later_have_a_deadline_too(certs: DevCertPaths) -> None:
+    slow = SlowSigner()
+    with custom_signer(certs, slow) as address, remote_signer(address, certs, timeout=0.3) as client:
+        try:
+            with pytest.raises(SignerUnavailableError) as caught:
+                client.start_list_key_info(COLLECTION).result()
+        finally:
+            slow.release.set()
+    assert caught.value.detail == {"method": "ListKeys", "status": "DEADLINE_EXCEEDED", "detail": "Deadline Exceeded"}
+
+
 def test_channel_is_opened_lazily(certs: DevCertPaths, tmp_path: Path) -> None:
     # Nothing listens yet and the TLS files are missing: constructing must not fail...
     client = RemoteSigner(f"localhost:{free_port()}", tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key")
@@ -127,6 +149,8 @@ def test_key_whose_id_is_not_its_tuf_key_id_is_refused(certs: DevCertPaths) -> N
     with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
         with pytest.raises(SignerRefusedError, match="not its TUF key id"):
             client.create_key(COLLECTION, "timestamp")
+        with pytest.raises(SignerRefusedError, match="not its TUF key id"):
+            client.start_list_key_info(COLLECTION).result()
 
 
 def test_signature_that_does_not_verify_is_refused(certs: DevCertPaths) -> None:
@@ -149,7 +173,7 @@ def test_signature_by_another_key_is_refused(certs: DevCertPaths) -> None:
 def test_unimplemented_method_is_a_refusal(certs: DevCertPaths) -> None:
     with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
         with pytest.raises(SignerRefusedError) as caught:
-            client.list_keys(COLLECTION)
+            client.retire_key("0" * 64)
     assert caught.value.detail["status"] == "UNIMPLEMENTED"
 
 
