@@ -14,12 +14,14 @@ are the key's. `sign` takes them from the key's record as last seen from the sig
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import math
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -45,6 +47,7 @@ _CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
+CALL_THREADS = 8  # calls under way at once per process for callers working meanwhile (`_start`)
 BATCH_ITEMS_PER_TIMEOUT = 500  # a batch's deadline grows by one `timeout` per this many payloads
 
 
@@ -85,6 +88,8 @@ class RemoteSigner:
         self._stub: signer_pb2_grpc.SignerStub | None = None
         self._pid = 0
         self._bindings: dict[str, tuple[str, str]] = {}  # key id -> (collection, role), as the signer said
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
 
     def create_key(self, collection: str, role: str, algorithm: str = "") -> SSlibKey:
         """The active key of (collection, role), created if there is none (empty algorithm: ed25519)."""
@@ -201,9 +206,11 @@ class RemoteSigner:
 
     def close(self) -> None:
         with self._lock:
+            if self._pool is not None and self._pool_pid == os.getpid():
+                self._pool.shutdown(wait=False, cancel_futures=True)
             if self._channel is not None:
                 self._channel.close()
-            self._channel, self._stub = None, None
+            self._channel, self._stub, self._pool = None, None, None
 
     def __enter__(self) -> "RemoteSigner":
         return self
@@ -263,26 +270,19 @@ class RemoteSigner:
             metrics.signer_latency.labels(method, outcome).observe(time.perf_counter() - started)
 
     def _start(self, method: str, request: object) -> Pending[Any]:
-        """`_call` without waiting: the call runs while the caller works; `result()` waits for it."""
-        stub = self._get_stub()
-        started = time.perf_counter()
-        future = getattr(stub, method).future(request, timeout=self.timeout, metadata=_metadata(),
-                                               wait_for_ready=True)
+        """`_call` on a worker thread (kept between calls: starting a thread costs more than the
+        call), with the caller's request id; `result()` waits for it and raises what `_call` would."""
+        context = contextvars.copy_context()
+        future = self._workers().submit(context.run, self._call, method, request)
+        return Pending(future.result, future.cancel)
 
-        def observe(done: grpc.Future) -> None:
-            code = done.code()  # type: ignore[attr-defined]
-            outcome = "ok" if code == grpc.StatusCode.OK else code.name.lower()
-            metrics.signer_latency.labels(method, outcome).observe(time.perf_counter() - started)
-
-        future.add_done_callback(observe)
-
-        def result() -> Any:
-            try:
-                return future.result()
-            except grpc.RpcError as e:
-                raise self._translate(method, e) from None
-
-        return Pending(result, future.cancel)
+    def _workers(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                # Threads do not survive a fork: a child makes its own.
+                self._pool = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="signer-call")
+                self._pool_pid = os.getpid()
+            return self._pool
 
     def _translate(self, method: str, e: grpc.RpcError) -> ServerError:
         code: grpc.StatusCode = e.code()  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from tests.pgcluster import free_port
 from tests.signer.harness import RunningSigner, custom_signer, inprocess_signer, remote_signer, tuf_payload
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.server.errors import SignerRefusedError, SignerUnavailableError, VersionConflictError
+from tufnotary.server.logs import REQUEST_ID_METADATA, reset_request_id, set_request_id
 from tufnotary.server.remote_signer import RemoteSigner, tuf_key_id
 from tufnotary.signer.certs import DevCertPaths, write_dev_certs
 
@@ -117,6 +118,30 @@ def test_keys_listed_later_have_a_deadline_too(certs: DevCertPaths) -> None:
         finally:
             slow.release.set()
     assert caught.value.detail == {"method": "ListKeys", "status": "DEADLINE_EXCEEDED", "detail": "Deadline Exceeded"}
+
+
+class RecordingSigner(signer_pb2_grpc.SignerServicer):
+    """Lists no keys, noting the request id each call carried."""
+
+    def __init__(self) -> None:
+        self.request_ids: list[str] = []
+
+    def ListKeys(self, request: signer_pb2.ListKeysRequest, context: grpc.ServicerContext) -> signer_pb2.ListKeysResponse:
+        self.request_ids.append(dict(context.invocation_metadata()).get(REQUEST_ID_METADATA, ""))
+        return signer_pb2.ListKeysResponse()
+
+
+def test_keys_listed_later_carry_the_callers_request_id(certs: DevCertPaths) -> None:
+    recording = RecordingSigner()
+    with custom_signer(certs, recording) as address, remote_signer(address, certs) as client:
+        token = set_request_id("trace-later-0001")
+        try:
+            pending = client.start_list_key_info(COLLECTION)
+        finally:
+            reset_request_id(token)
+        assert pending.result() == []
+        client.list_key_info(COLLECTION)
+    assert recording.request_ids == ["trace-later-0001", ""]
 
 
 def test_channel_is_opened_lazily(certs: DevCertPaths, tmp_path: Path) -> None:
