@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from securesystemslib.signer import Key, Signature
 from tuf.api.metadata import MetaFile, Metadata, Root, Snapshot, Timestamp
@@ -20,9 +20,11 @@ from tufnotary.server.audit import AuditEntry, publish_details
 from tufnotary.server.canonical import signed_bytes
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.errors import OnlineKeyError, VersionConflictError
-from tufnotary.server.remote_signer import Pending, RemoteKeyInfo
 from tufnotary.server.storage import MetaStore, NewFile, StoredFile
 from tufnotary.server.validation import validate_update
+
+if TYPE_CHECKING:  # the shapes of RemoteSigner's answers; publishing does not depend on gRPC
+    from tufnotary.server.remote_signer import Pending, RemoteKeyInfo
 
 ONLINE_ROLES = ("timestamp", "snapshot")
 SERIALIZER = JSONSerializer(compact=True)
@@ -66,7 +68,7 @@ def choose_online_key(keys: Sequence[RemoteKeyInfo], root: Root, role: str) -> K
     return None
 
 
-def signing_key(keys: Sequence[RemoteKeyInfo], root: Root, role: str) -> Key:
+def _signing_key(keys: Sequence[RemoteKeyInfo], root: Root, role: str) -> Key:
     """`choose_online_key`, or the refusal that explains what the root must list."""
     key = choose_online_key(keys, root, role)
     if key is None:
@@ -81,7 +83,7 @@ def signing_key(keys: Sequence[RemoteKeyInfo], root: Root, role: str) -> Key:
 
 
 def _sign_online(signer: OnlineSigner, collection: str, key: Key, md: Metadata, role: str) -> bytes:
-    """Sign `md` with the server-managed `key` of `role` (one the root lists: `signing_key`)."""
+    """Sign `md` with the server-managed `key` of `role` (one the root lists: `_signing_key`)."""
     md.signatures.clear()
     signature = signer.sign(key, signed_bytes(md), collection=collection, role=role)
     md.signatures[signature.keyid] = signature
@@ -153,8 +155,8 @@ def publish(
         keys.cancel()
     root = update.root.signed
     # Both keys are checked before either signs: a refusal leaves the signer's state alone.
-    snapshot_key = signing_key(listing, root, "snapshot") if server_signs_snapshot else None
-    timestamp_key = signing_key(listing, root, "timestamp")
+    snapshot_key = _signing_key(listing, root, "snapshot") if server_signs_snapshot else None
+    timestamp_key = _signing_key(listing, root, "timestamp")
     files = [NewFile(role, md.signed.version, uploads[role]) for role, md in update.uploaded.items()]
 
     if snapshot_key is None:
