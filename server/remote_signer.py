@@ -14,15 +14,17 @@ are the key's. `sign` takes them from the key's record as last seen from the sig
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,6 +37,7 @@ from tufnotary.server import metrics
 from tufnotary.server.errors import ServerError, SignerRefusedError, SignerUnavailableError, VersionConflictError
 from tufnotary.server.logs import REQUEST_ID_METADATA, current_request_id
 
+T = TypeVar("T")
 _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 _HIGHEST_SIGNED_METADATA = "tufnotary-highest-signed-version"
 # Once the signer is back, a channel in reconnect backoff keeps failing calls until its next attempt;
@@ -44,6 +47,7 @@ _CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
+CALL_THREADS = 8  # calls under way at once per process for callers working meanwhile (`_start`)
 BATCH_ITEMS_PER_TIMEOUT = 500  # a batch's deadline grows by one `timeout` per this many payloads
 
 
@@ -84,6 +88,8 @@ class RemoteSigner:
         self._stub: signer_pb2_grpc.SignerStub | None = None
         self._pid = 0
         self._bindings: dict[str, tuple[str, str]] = {}  # key id -> (collection, role), as the signer said
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
 
     def create_key(self, collection: str, role: str, algorithm: str = "") -> SSlibKey:
         """The active key of (collection, role), created if there is none (empty algorithm: ed25519)."""
@@ -104,18 +110,18 @@ class RemoteSigner:
 
     def list_key_info(self, collection: str) -> list[RemoteKeyInfo]:
         """Like `list_keys`, with each key's role and lifecycle state."""
-        response = self._call("ListKeys", signer_pb2.ListKeysRequest(collection=collection))
+        return self._key_info(self._call("ListKeys", signer_pb2.ListKeysRequest(collection=collection)))
+
+    def start_list_key_info(self, collection: str) -> Pending[list[RemoteKeyInfo]]:
+        """`list_key_info`, asked for now and answered by `result()`: the caller works meanwhile."""
+        pending = self._start("ListKeys", signer_pb2.ListKeysRequest(collection=collection))
+        return Pending(lambda: self._key_info(pending.result()), pending.cancel)
+
+    def _key_info(self, response: signer_pb2.ListKeysResponse) -> list[RemoteKeyInfo]:
         return [
             RemoteKeyInfo(self._checked_key(k), k.collection, k.role, k.state or "active", k.max_signed_version)
             for k in response.keys
         ]
-
-    def pending_key(self, collection: str, role: str) -> SSlibKey | None:
-        """The pending key of (collection, role) while a rotation is in progress, else None."""
-        for info in self.list_key_info(collection):
-            if info.role == role and info.state == "pending":
-                return info.key
-        return None
 
     def rotate_key(self, collection: str, role: str, algorithm: str = "") -> SSlibKey:
         """Start a rotation: the pending key of (collection, role) (see the signer's RotateKey), or the
@@ -200,9 +206,11 @@ class RemoteSigner:
 
     def close(self) -> None:
         with self._lock:
+            if self._pool is not None and self._pool_pid == os.getpid():
+                self._pool.shutdown(wait=False, cancel_futures=True)
             if self._channel is not None:
                 self._channel.close()
-            self._channel, self._stub = None, None
+            self._channel, self._stub, self._pool = None, None, None
 
     def __enter__(self) -> "RemoteSigner":
         return self
@@ -260,6 +268,21 @@ class RemoteSigner:
             raise self._translate(method, e) from None
         finally:
             metrics.signer_latency.labels(method, outcome).observe(time.perf_counter() - started)
+
+    def _start(self, method: str, request: object) -> Pending[Any]:
+        """`_call` on a worker thread (kept between calls: starting a thread costs more than the
+        call), with the caller's request id; `result()` waits for it and raises what `_call` would."""
+        context = contextvars.copy_context()
+        future = self._workers().submit(context.run, self._call, method, request)
+        return Pending(future.result, future.cancel)
+
+    def _workers(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                # Threads do not survive a fork: a child makes its own.
+                self._pool = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="signer-call")
+                self._pool_pid = os.getpid()
+            return self._pool
 
     def _translate(self, method: str, e: grpc.RpcError) -> ServerError:
         code: grpc.StatusCode = e.code()  # type: ignore[attr-defined]
@@ -328,6 +351,15 @@ class RemoteSigner:
             with self._lock:
                 self._bindings[message.key_id] = (message.collection, message.role)
         return key
+
+
+class Pending(Generic[T]):
+    """A signer call under way: `result()` waits for its answer (raising what the call would);
+    `cancel()` abandons it (a no-op once answered)."""
+
+    def __init__(self, result: Callable[[], T], cancel: Callable[[], object]) -> None:
+        self.result = result
+        self.cancel = cancel
 
 
 def _metadata() -> tuple[tuple[str, str], ...]:

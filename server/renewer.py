@@ -32,6 +32,7 @@ from tuf.api.metadata import Metadata, Root
 from tufnotary.server import metrics
 from tufnotary.server import publish as publishing
 from tufnotary.server.audit import AuditEntry, publish_details
+from tufnotary.server.canonical import signed_bytes
 from tufnotary.server.config import ServerConfig
 from tufnotary.server.errors import (
     MalformedMetadataError,
@@ -255,7 +256,7 @@ def _sign_batch(signer: BatchSigner, config: ServerConfig,
     if not jobs:
         return []
     built = [job.build(job.version) for job in jobs]
-    items = [(job.key, md.signed_bytes, job.plan.collection, job.role) for job, md in zip(jobs, built)]
+    items = [(job.key, signed_bytes(md), job.plan.collection, job.role) for job, md in zip(jobs, built)]
     signatures = signer.sign_batch(items, timeout=config.signer_timeout + BATCH_SECONDS_PER_ITEM * len(items))
     results: list[tuple[_Job, tuple[int, bytes] | ServerError]] = []
     for job, md, signature in zip(jobs, built, signatures):

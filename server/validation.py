@@ -20,6 +20,7 @@ from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Snapshot, SuccinctRoles, Targets
 
+from tufnotary.server.canonical import canonical_bytes, signed_bytes
 from tufnotary.server.errors import (
     BadRoleError,
     BadSignatureError,
@@ -154,11 +155,13 @@ def _check_expiry(role: str, md: Metadata, now: datetime, policy: ValidationPoli
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate JSON object key {key!r}")
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate JSON object key {key!r}")
+            seen.add(key)
     return obj
 
 
@@ -189,11 +192,11 @@ def _parse(role: str, data: bytes) -> tuple[Metadata, bytes]:
             {"role": role},
         )
     try:
-        raw_canonical = encode_canonical(signed).encode()
+        raw_canonical = canonical_bytes(signed)
         md = Metadata.from_dict(raw)
     except (ValueError, KeyError, TypeError, AttributeError, FormatError) as e:
         raise MalformedMetadataError(f"{role} is not valid TUF metadata: {e}", {"role": role}) from e
-    if md.signed_bytes != raw_canonical:
+    if signed_bytes(md) != raw_canonical:
         # python-tuf verifies its own re-serialisation; other clients verify the raw JSON.
         # Both must be the same bytes, or clients would disagree on what is signed.
         raise MalformedMetadataError(
@@ -251,12 +254,12 @@ def _distinct_key(key: Key) -> str:
 
 
 def check_threshold(delegator: Root | Targets, role: str, md: Metadata, by: str,
-                    signed_bytes: bytes | None = None) -> None:
-    """Raise unless `md` (whose signed part serialises to `signed_bytes`, when known) carries
+                    payload: bytes | None = None) -> None:
+    """Raise unless `md` (whose signed part serialises to `payload`, when known) carries
     valid signatures from a threshold of distinct keys."""
     try:
         result = delegator.get_verification_result(
-            role, md.signed_bytes if signed_bytes is None else signed_bytes, md.signatures)
+            role, signed_bytes(md) if payload is None else payload, md.signatures)
     except ValueError as e:
         raise BadRoleError(f"{by} does not delegate to {role}", {"role": role}) from e
     distinct = {_distinct_key(key) for key in result.signed.values()}

@@ -17,6 +17,7 @@ from tests.pgcluster import free_port
 from tests.signer.harness import RunningSigner, custom_signer, inprocess_signer, remote_signer, tuf_payload
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.server.errors import SignerRefusedError, SignerUnavailableError, VersionConflictError
+from tufnotary.server.logs import REQUEST_ID_METADATA, reset_request_id, set_request_id
 from tufnotary.server.remote_signer import RemoteSigner, tuf_key_id
 from tufnotary.signer.certs import DevCertPaths, write_dev_certs
 
@@ -55,6 +56,9 @@ class HostileSigner(signer_pb2_grpc.SignerServicer):
 
     def GetPublicKey(self, request: signer_pb2.GetPublicKeyRequest, context: grpc.ServicerContext) -> signer_pb2.PublicKey:
         return _public_key_message(self.key)
+
+    def ListKeys(self, request: signer_pb2.ListKeysRequest, context: grpc.ServicerContext) -> signer_pb2.ListKeysResponse:
+        return signer_pb2.ListKeysResponse(keys=[_public_key_message(self.other, key_id=self.key.public_key.keyid)])
 
     def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
         if request.payload == b"answer with another key id":
@@ -97,6 +101,49 @@ def test_round_trip_through_an_honest_signer(running: RunningSigner) -> None:
             key.verify_signature(one, signed)  # type: ignore[arg-type]
 
 
+def test_keys_listed_while_the_caller_works(running: RunningSigner) -> None:
+    with remote_signer(running.address, running.certs) as client:
+        key = client.create_key(COLLECTION, "snapshot")
+        pending = client.start_list_key_info(COLLECTION)
+        assert pending.result() == client.list_key_info(COLLECTION)
+        assert [(info.key, info.role, info.state) for info in pending.result()] == [(key, "snapshot", "active")]
+
+
+def test_keys_listed_later_have_a_deadline_too(certs: DevCertPaths) -> None:
+    slow = SlowSigner()
+    with custom_signer(certs, slow) as address, remote_signer(address, certs, timeout=0.3) as client:
+        try:
+            with pytest.raises(SignerUnavailableError) as caught:
+                client.start_list_key_info(COLLECTION).result()
+        finally:
+            slow.release.set()
+    assert caught.value.detail == {"method": "ListKeys", "status": "DEADLINE_EXCEEDED", "detail": "Deadline Exceeded"}
+
+
+class RecordingSigner(signer_pb2_grpc.SignerServicer):
+    """Lists no keys, noting the request id each call carried."""
+
+    def __init__(self) -> None:
+        self.request_ids: list[str] = []
+
+    def ListKeys(self, request: signer_pb2.ListKeysRequest, context: grpc.ServicerContext) -> signer_pb2.ListKeysResponse:
+        self.request_ids.append(dict(context.invocation_metadata()).get(REQUEST_ID_METADATA, ""))
+        return signer_pb2.ListKeysResponse()
+
+
+def test_keys_listed_later_carry_the_callers_request_id(certs: DevCertPaths) -> None:
+    recording = RecordingSigner()
+    with custom_signer(certs, recording) as address, remote_signer(address, certs) as client:
+        token = set_request_id("trace-later-0001")
+        try:
+            pending = client.start_list_key_info(COLLECTION)
+        finally:
+            reset_request_id(token)
+        assert pending.result() == []
+        client.list_key_info(COLLECTION)
+    assert recording.request_ids == ["trace-later-0001", ""]
+
+
 def test_channel_is_opened_lazily(certs: DevCertPaths, tmp_path: Path) -> None:
     # Nothing listens yet and the TLS files are missing: constructing must not fail...
     client = RemoteSigner(f"localhost:{free_port()}", tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key")
@@ -127,6 +174,8 @@ def test_key_whose_id_is_not_its_tuf_key_id_is_refused(certs: DevCertPaths) -> N
     with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
         with pytest.raises(SignerRefusedError, match="not its TUF key id"):
             client.create_key(COLLECTION, "timestamp")
+        with pytest.raises(SignerRefusedError, match="not its TUF key id"):
+            client.start_list_key_info(COLLECTION).result()
 
 
 def test_signature_that_does_not_verify_is_refused(certs: DevCertPaths) -> None:
@@ -149,7 +198,7 @@ def test_signature_by_another_key_is_refused(certs: DevCertPaths) -> None:
 def test_unimplemented_method_is_a_refusal(certs: DevCertPaths) -> None:
     with custom_signer(certs, HostileSigner()) as address, remote_signer(address, certs) as client:
         with pytest.raises(SignerRefusedError) as caught:
-            client.list_keys(COLLECTION)
+            client.retire_key("0" * 64)
     assert caught.value.detail["status"] == "UNIMPLEMENTED"
 
 

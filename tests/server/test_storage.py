@@ -417,6 +417,25 @@ def test_postgres_unreachable_raises_storage_error_without_password() -> None:
     unreachable.close()
 
 
+def test_postgres_compresses_files_and_audit_details_with_lz4(postgres_url: str) -> None:
+    pg = open_store(postgres_url)
+    pg.migrate()
+    big = payload("targets", 1, "compressible " * 20_000)  # stored compressed, read back whole
+    pg.commit(COLLECTION, [NewFile("targets", 1, big)], {})
+    stored = pg.get(COLLECTION, "targets")
+    pg.close()
+    assert stored is not None and stored.data == big
+    with psycopg2.connect(postgres_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT attrelid::regclass::text, attname, attcompression FROM pg_attribute WHERE"
+                    " (attrelid, attname) IN (('files'::regclass, 'data'), ('audit_log'::regclass, 'details'))")
+        compression = sorted(cur.fetchall())
+        cur.execute("SELECT pg_column_compression(data) FROM files")
+        used = cur.fetchall()
+    conn.close()
+    assert compression == [("audit_log", "details", "l"), ("files", "data", "l")]
+    assert used == [("lz4",)]
+
+
 def test_postgres_recovers_after_its_connections_are_killed(postgres_url: str) -> None:
     pg = open_store(postgres_url)
     try:

@@ -151,7 +151,10 @@ def test_expired_refused(repo, published):
         (b'{"signed": {"_type": "targets", "version": true}, "signatures": []}', "integer >= 1"),
         (b'{"signed": {"_type": "targets", "version": 2.0}, "signatures": []}', "integer >= 1"),
         (b'{"signed": {"_type": "targets", "version": 0}, "signatures": []}', "integer >= 1"),
-        (b'{"signed": {"_type": "targets", "version": 2, "version": 3}, "signatures": []}', "duplicate"),
+        (b'{"signed": {"_type": "targets", "version": 2, "version": 3}, "signatures": []}',
+         "duplicate JSON object key 'version'"),
+        (b'{"signed": {"_type": "targets", "version": 2, "expires": "2030-01-01T00:00:00Z", "spec_version": "1.0.31",'
+         b' "targets": {}, "x-custom": [1.5]}, "signatures": []}', "not valid TUF metadata: Could not encode .*: I cannot encode 1.5"),
         (b'{"signed": {"_type": "targets", "version": 2}, "signatures": []}', "exactly YYYY-MM-DDTHH:MM:SSZ"),
         (b'{"signed": {"_type": "targets", "version": 2, "expires": "2030-01-01T00:00:00Z"}, "signatures": []}',
          "not valid TUF metadata"),
