@@ -17,6 +17,7 @@ from tuf.api.metadata import Snapshot, Timestamp
 
 from tufnotary.signer.errors import ExpiryTooLongError, InvalidRequestError
 from tufnotary.signer.keystore import KeyRecord
+from tufnotary.signer.signed_fields import plain_fields
 
 DEFAULT_MAX_EXPIRY: Mapping[str, timedelta] = {"timestamp": timedelta(days=1), "snapshot": timedelta(days=7)}
 DEFAULT_EXPIRY_LEEWAY = timedelta(minutes=5)
@@ -80,21 +81,28 @@ def check_payload(
         raise InvalidRequestError(f"a {role} key only signs {role} metadata, not {found!r}")
     try:
         canonical = _is_canonical(signed, payload, has_floats)
-        parsed = _SIGNED_TYPES[role].from_dict(dict(signed))
+        # The plain shape the server sends is read directly; python-tuf decides everything else.
+        version, expires = plain_fields(signed, role) or _parsed_fields(signed, role)
     except Exception as e:  # tuf raises ValueError, KeyError, TypeError... for malformed metadata
         raise InvalidRequestError(f"the payload is not valid TUF {role} metadata ({type(e).__name__})") from None
     if not canonical:
         raise InvalidRequestError(f"the payload is not the canonical JSON of TUF {role} metadata")
-    if parsed.version < 1:
+    if version < 1:
         raise InvalidRequestError(f"the {role} metadata has no valid version (a positive integer)")
-    expires = parsed.expires.replace(tzinfo=timezone.utc) if parsed.expires.tzinfo is None else parsed.expires
     limit = now + policy.max_expiry[role] + policy.leeway
     if expires > limit:
         raise ExpiryTooLongError(
-            f"{role} metadata version {parsed.version} expires {expires.isoformat()}, beyond the signer's "
+            f"{role} metadata version {version} expires {expires.isoformat()}, beyond the signer's "
             f"maximum window of {policy.max_expiry[role]} for {role} (latest allowed now: {limit.isoformat()})"
         )
-    return CheckedPayload(parsed.version, expires, hashlib.sha256(payload).hexdigest())
+    return CheckedPayload(version, expires, hashlib.sha256(payload).hexdigest())
+
+
+def _parsed_fields(signed: dict, role: str) -> tuple[int, datetime]:
+    """(version, expires in UTC) as python-tuf parses them; raises as python-tuf does for malformed metadata."""
+    parsed = _SIGNED_TYPES[role].from_dict(dict(signed))
+    expires = parsed.expires.replace(tzinfo=timezone.utc) if parsed.expires.tzinfo is None else parsed.expires
+    return parsed.version, expires
 
 
 class _FloatSeen(Exception):
@@ -106,6 +114,7 @@ def _no_float(text: str) -> float:
 
 
 _NO_FLOATS = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_float)
+_SORTED_COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # made once, as above
 
 
 def _is_canonical(signed: dict, payload: bytes, has_floats: bool) -> bool:
@@ -118,7 +127,7 @@ def _is_canonical(signed: dict, payload: bytes, has_floats: bool) -> bool:
     canonical encoder decides.
     """
     if not has_floats:
-        fast = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        fast = _SORTED_COMPACT.encode(signed).encode("utf-8")
         if b"\\" not in fast:
             return fast == payload
     return encode_canonical(signed).encode("utf-8") == payload  # type: ignore[union-attr]

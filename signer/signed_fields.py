@@ -1,0 +1,74 @@
+"""The version and expiry of a TUF `signed` dict of the plain shape our metadata server sends, read without
+building python-tuf objects (which cost the signer about as much CPU as the signature itself).
+
+`plain_fields` answers only when python-tuf (`Timestamp.from_dict` / `Snapshot.from_dict`) would accept the dict
+and find the same version and expiry. For anything else — unrecognized fields, `null` or `true` where a number is
+expected, dates `strptime` reads more leniently, malformed metadata — it answers None and the caller lets
+python-tuf decide, so the signer accepts and refuses exactly what python-tuf does.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+_EXPIRES = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z", re.ASCII)
+# python-tuf: two or three dot-separated digit strings, the first "1".
+_SPEC_VERSION = re.compile(r"1\.[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_SIGNED_KEYS = frozenset({"_type", "spec_version", "version", "expires", "meta"})
+_META_FILE_KEYS = frozenset({"version", "length", "hashes"})
+
+
+def plain_fields(signed: dict[str, Any], role: str) -> tuple[int, datetime] | None:
+    """(version, expires in UTC) of `signed` if it is plain `role` ("timestamp" or "snapshot") metadata that
+    python-tuf accepts, else None (python-tuf must decide). Never raises; never changes `signed`."""
+    if signed.keys() != _SIGNED_KEYS or signed["_type"] != role:
+        return None
+    version, spec_version, meta = signed["version"], signed["spec_version"], signed["meta"]
+    if type(version) is not int or version < 1:
+        return None
+    if type(spec_version) is not str or _SPEC_VERSION.fullmatch(spec_version) is None:
+        return None
+    if type(meta) is not dict:
+        return None
+    if role == "timestamp":
+        if meta.keys() != {"snapshot.json"}:
+            return None
+    elif role != "snapshot":
+        return None
+    if not all(_plain_meta_file(entry) for entry in meta.values()):
+        return None
+    expires = _expires(signed["expires"])
+    return None if expires is None else (version, expires)
+
+
+def _plain_meta_file(entry: Any) -> bool:
+    """Whether `entry` is a MetaFile dict python-tuf accepts, with no unrecognized fields."""
+    if type(entry) is not dict or not entry.keys() <= _META_FILE_KEYS:
+        return False
+    version = entry.get("version")
+    if type(version) is not int or version < 1:
+        return False
+    if "length" in entry and (type(entry["length"]) is not int or entry["length"] < 0):
+        return False
+    if "hashes" in entry:
+        hashes = entry["hashes"]
+        if type(hashes) is not dict or not hashes:
+            return False
+        if not all(type(name) is str and type(value) is str for name, value in hashes.items()):
+            return False
+    return True
+
+
+def _expires(value: Any) -> datetime | None:
+    """`YYYY-MM-DDTHH:MM:SSZ` (ASCII digits, two per field but the year's four) as an aware UTC datetime, or None."""
+    if type(value) is not str:
+        return None
+    match = _EXPIRES.fullmatch(value)
+    if match is None:
+        return None
+    try:
+        return datetime(*map(int, match.groups()), tzinfo=timezone.utc)  # type: ignore[misc]
+    except ValueError:  # no such date or time (month 13, February 30, hour 24...)
+        return None
