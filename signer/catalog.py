@@ -33,7 +33,7 @@ from tufnotary.signer.keystore import (
     check_collection,
     check_role,
 )
-from tufnotary.signer.sqldb import Database, Migration, now_iso
+from tufnotary.signer.sqldb import Database, Migration, json_param, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -343,22 +343,25 @@ class CatalogKeyStore(KeyStore):
              (self._retired_material(rows[key_id][5]), key_id))
             for key_id in decision.retired
         ]
-        for part in _parts(sorted(decision.marks.items())):
+        # The marks and the audit rows travel as one JSON parameter each, however many there are.
+        if decision.marks:
+            marks = self._db.json_rows([("key_id", "text"), ("version", "integer")])
             writes.append((
-                f"UPDATE signer_keys SET max_signed_version = CASE key_id {' '.join(['WHEN ? THEN ?'] * len(part))}"
-                f" END WHERE key_id IN ({_marks(part)})",
-                [value for mark in part for value in mark] + [key_id for key_id, _ in part],
+                f"UPDATE signer_keys SET max_signed_version = m.version FROM {marks} AS m WHERE signer_keys.key_id = m.key_id",
+                [json_param(sorted(decision.marks.items()))],
             ))
         for part in _parts(decision.promoted):
             writes.append((f"UPDATE signer_keys SET state = 'active', active = 1 WHERE key_id IN ({_marks(part)})", part))
-        signed_at = now_iso()
-        for part in _parts(decision.accepted):
+        if decision.accepted:
+            audited = self._db.json_rows([("key_id", "text"), ("collection", "text"), ("role", "text"),
+                                          ("version", "integer"), ("payload_sha256", "text")])
             writes.append((
-                f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part)),
-                [value for claim in part for value in (
-                    signed_at, claim.key_id, rows[claim.key_id][1], rows[claim.key_id][2],
-                    claim.version, claim.payload_sha256, client_subject,
-                )],
+                f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) SELECT ?, a.key_id, a.collection, a.role, a.version,"
+                f" a.payload_sha256, ? FROM {audited} AS a ORDER BY a.ordinal",
+                [now_iso(), client_subject, json_param([
+                    [claim.key_id, rows[claim.key_id][1], rows[claim.key_id][2], claim.version, claim.payload_sha256]
+                    for claim in decision.accepted
+                ])],
             ))
         return writes
 
@@ -379,19 +382,17 @@ class CatalogKeyStore(KeyStore):
     def _lock_claimed(self, cur: Any, key_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
         """The rows of `key_ids` and the active row of the pair of each pending one, locked in key id order in
         one statement (concurrent claims cannot deadlock), by key id."""
-        rows: dict[str, tuple[Any, ...]] = {}
-        for part in _parts(key_ids):
-            marks = _marks(part)
-            self._db.execute(
-                cur,
-                "SELECT key_id, collection, role, state, max_signed_version, wrapped_private, kdf_salt, passphrase_alias"
-                f" FROM signer_keys WHERE key_id IN ({marks}) OR (state = 'active' AND collection IN"
-                f" (SELECT collection FROM signer_keys WHERE key_id IN ({marks}) AND state = 'pending'))"
-                f" ORDER BY key_id{self._db.for_update}",
-                [*part, *part],
-            )
-            rows.update((row[0], (*row[:4], int(row[4]), *row[5:])) for row in cur.fetchall())
-        return rows
+        claimed = self._db.json_rows([("key_id", "text")])
+        ids = json_param([[key_id] for key_id in key_ids])
+        self._db.execute(
+            cur,
+            "SELECT key_id, collection, role, state, max_signed_version, wrapped_private, kdf_salt, passphrase_alias"
+            f" FROM signer_keys WHERE key_id IN (SELECT key_id FROM {claimed} AS c) OR (state = 'active' AND collection IN"
+            f" (SELECT collection FROM signer_keys WHERE key_id IN (SELECT key_id FROM {claimed} AS p) AND state = 'pending'))"
+            f" ORDER BY key_id{self._db.for_update}",
+            [ids, ids],
+        )
+        return {row[0]: (*row[:4], int(row[4]), *row[5:]) for row in cur.fetchall()}
 
     def _lock_row(self, cur: Any, where: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         self._db.execute(

@@ -123,6 +123,18 @@ class KeyStore(abc.ABC):
         `record_signature` — which must precede every signature — refuses it.
         """
 
+    def signers_for(self, key_ids: Iterable[str]) -> dict[str, Signer | Exception]:
+        """`signer_for` of each distinct key, by id: its signer, or the exception `signer_for` raised for it.
+        One call for a whole batch (a timed or remote store counts one operation, not one per item)."""
+        found: dict[str, Signer | Exception] = {}
+        for key_id in key_ids:
+            if key_id not in found:
+                try:
+                    found[key_id] = self.signer_for(key_id)
+                except Exception as e:  # noqa: BLE001 - reported for this key's items only
+                    found[key_id] = e
+        return found
+
     @abc.abstractmethod
     def rotate_key(self, collection: str, role: str, algorithm: str = DEFAULT_ALGORITHM) -> KeyRecord:
         """Start a rotation: a new *pending* key for (collection, role), or the pending one if there is one.

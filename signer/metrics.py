@@ -52,18 +52,23 @@ class TimedKeyStore:
         attr = getattr(self._keystore, name)
         if name.startswith("_") or not callable(attr):
             return attr
-        return _timed(name, attr)
+        timed = _timed(name, attr)
+        # Kept: later lookups find it without coming here (a batch looks up `signer_for` once per item).
+        self.__dict__[name] = timed
+        return timed
 
 
 def _timed(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
+    ok = keystore_latency.labels(operation, "ok")  # the labelled child, looked up once
+
     def timed(*args: Any, **kwargs: Any) -> Any:
-        started, outcome = time.perf_counter(), "ok"
+        started = time.perf_counter()
         try:
-            return call(*args, **kwargs)
+            result = call(*args, **kwargs)
         except Exception:
-            outcome = "error"
+            keystore_latency.labels(operation, "error").observe(time.perf_counter() - started)
             raise
-        finally:
-            keystore_latency.labels(operation, outcome).observe(time.perf_counter() - started)
+        ok.observe(time.perf_counter() - started)
+        return result
 
     return timed

@@ -9,15 +9,15 @@ digests, never payloads or secrets.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TypeVar
 
 import grpc
-from securesystemslib.signer import Signer
+from securesystemslib.signer import Signature, Signer
 
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.signer import metrics
@@ -214,28 +214,40 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
 
     def _sign_items(
         self, items: Sequence[signer_pb2.SignRequest], subject: str, signed_level: int = logging.INFO
-    ) -> list[signer_pb2.SignResponse | Exception]:
+    ) -> list[Signature | Exception]:
         """Each item's signature, or the exception that refused it, in order: one read of the items' keys,
-        the policy per item, then one transaction claiming every accepted version (`record_signatures`,
-        deciding as one claim after another would), and only then the signatures. Each signature is
-        logged at `signed_level`."""
-        results: list[signer_pb2.SignResponse | Exception | None] = [None] * len(items)
+        the policy per item, the signers of the accepted items' keys, then one transaction claiming every
+        accepted version (`record_signatures`, deciding as one claim after another would), and only then the
+        signatures. Each signature is logged at `signed_level`."""
+        results: list[Signature | Exception | None] = [None] * len(items)
         try:
             records = self._keystore.get_keys(item.key_id for item in items)
         except Exception as e:  # noqa: BLE001 - every item reports it
             return [e] * len(items)
         now = self._clock()
-        ready: list[tuple[int, KeyRecord, CheckedPayload, Signer]] = []
+        accepted: list[tuple[int, KeyRecord, CheckedPayload]] = []
         for index, item in enumerate(items):
             try:
                 record = records.get(item.key_id)
                 if record is None:
                     raise KeyNotFoundError(f"the signer holds no key {item.key_id}")
-                checked = check_payload(self._policy, record, item.collection, item.role, item.payload, now)
-                # Unwrap before claiming, so that a failure changes nothing.
-                ready.append((index, record, checked, self._keystore.signer_for(record.key_id)))
+                accepted.append(
+                    (index, record, check_payload(self._policy, record, item.collection, item.role, item.payload, now))
+                )
             except Exception as e:  # noqa: BLE001 - reported for this item only
                 results[index] = e
+        # Unwrap before claiming, so that a failure changes nothing.
+        try:
+            signers = self._keystore.signers_for(record.key_id for _, record, _ in accepted) if accepted else {}
+        except Exception as e:  # noqa: BLE001 - every accepted item reports it
+            signers = {record.key_id: e for _, record, _ in accepted}
+        ready: list[tuple[int, KeyRecord, CheckedPayload, Signer]] = []
+        for index, record, checked in accepted:
+            signer = signers[record.key_id]
+            if isinstance(signer, Exception):
+                results[index] = signer
+            else:
+                ready.append((index, record, checked, signer))
         claims = [Claim(record.key_id, checked.version, checked.sha256) for _, record, checked, _ in ready]
         try:
             outcomes: Sequence[Exception | None] = (
@@ -243,22 +255,26 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
             )
         except Exception as e:  # noqa: BLE001 - nothing was recorded: every claimed item reports it
             outcomes = [e] * len(claims)
+        signed: Counter[tuple[str, str]] = Counter()
+        log_each = log.isEnabledFor(signed_level)
         for (index, record, checked, signer), outcome in zip(ready, outcomes):
             if outcome is not None:
                 results[index] = outcome
                 continue
             try:
-                signature = signer.sign(items[index].payload)
+                results[index] = signer.sign(items[index].payload)
             except Exception as e:  # noqa: BLE001 - reported for this item only
                 results[index] = e
                 continue
-            metrics.signatures.labels(record.role, record.scheme).inc()
-            log.log(
-                signed_level,
-                "signed key_id=%s collection=%s role=%s version=%d payload_sha256=%s",
-                record.key_id, record.collection, record.role, checked.version, checked.sha256,
-            )
-            results[index] = signer_pb2.SignResponse(key_id=signature.keyid, signature=signature.signature)
+            signed[record.role, record.scheme] += 1
+            if log_each:
+                log.log(
+                    signed_level,
+                    "signed key_id=%s collection=%s role=%s version=%d payload_sha256=%s",
+                    record.key_id, record.collection, record.role, checked.version, checked.sha256,
+                )
+        for (role, scheme), count in signed.items():  # one metric update per slice, not per signature
+            metrics.signatures.labels(role, scheme).inc(count)
         return results  # type: ignore[return-value]  # every index was filled
 
     def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
@@ -266,27 +282,33 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
             result = self._sign_items([request], subject)[0]
             if isinstance(result, Exception):
                 raise result
-            return result
+            return signer_pb2.SignResponse(key_id=result.keyid, signature=result.signature)
 
         return self._run(context, "Sign", call)
 
     def SignBatch(
         self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext
     ) -> Iterator[signer_pb2.SignBatchResult]:
-        for group in self._sign_batch(request, context, "SignBatch"):
-            yield from group
+        for start, results in self._sign_batch(request, context, "SignBatch"):
+            for offset, result in enumerate(results):
+                message = signer_pb2.SignBatchResult()
+                self._fill_result(message, start + offset, result)
+                yield message
 
     def SignBatchGrouped(
         self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext
     ) -> Iterator[signer_pb2.SignBatchResults]:
-        for group in self._sign_batch(request, context, "SignBatchGrouped"):
-            yield signer_pb2.SignBatchResults(results=group)
+        for start, results in self._sign_batch(request, context, "SignBatchGrouped"):
+            group = signer_pb2.SignBatchResults()
+            for offset, result in enumerate(results):
+                self._fill_result(group.results.add(), start + offset, result)
+            yield group
 
     def _sign_batch(
         self, request: signer_pb2.SignBatchRequest, context: grpc.ServicerContext, method: str
-    ) -> Iterator[list[signer_pb2.SignBatchResult]]:
-        """The results of the batch, one list per slice of `CLAIMS_PER_TRANSACTION` items, each slice claimed
-        in one transaction; a cancelled call claims no further slice."""
+    ) -> Iterator[tuple[int, list[Signature | Exception]]]:
+        """The index of the first item and the results of each slice of `CLAIMS_PER_TRANSACTION` items, each
+        slice claimed in one transaction; a cancelled call claims no further slice."""
 
         def check(subject: str) -> str:
             if len(request.requests) > MAX_BATCH:
@@ -305,35 +327,33 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
                 # One line per slice, each signature at DEBUG: formatting a log line per item cost as much as
                 # signing it. The audit table holds every signature's key, version and payload digest.
                 results = self._sign_items(chunk, subject, signed_level=logging.DEBUG)
-                signed = sum(isinstance(r, signer_pb2.SignResponse) for r in results)
+                signed = sum(isinstance(r, Signature) for r in results)
                 log.info(
                     "signed batch items=%d-%d of %d signed=%d refused=%d client=%s",
                     start, start + len(chunk) - 1, total, signed, len(chunk) - signed, subject,
                 )
-                yield [self._batch_result(start + offset, result) for offset, result in enumerate(results)]
+                yield start, results
         finally:
             metrics.rpc_latency.labels(method).observe(time.perf_counter() - started)
 
-    def _batch_result(
-        self, index: int, result: signer_pb2.SignResponse | Exception
-    ) -> signer_pb2.SignBatchResult:
-        if isinstance(result, signer_pb2.SignResponse):
-            return signer_pb2.SignBatchResult(index=index, signature=result)
+    def _fill_result(self, message: signer_pb2.SignBatchResult, index: int, result: Signature | Exception) -> None:
+        """Write item `index`'s signature or refusal into `message` (filled in place: no message copies)."""
+        message.index = index
+        if isinstance(result, Signature):
+            message.signature.key_id = result.keyid
+            message.signature.signature = result.signature
+            return
+        error = message.error
         if isinstance(result, SignerError):
             self._refused("SignBatch item", result)
-            error = signer_pb2.SignError(
-                code=result.code, grpc_status=status_for(result).value[0], message=result.message
-            )
+            error.code, error.grpc_status, error.message = result.code, status_for(result).value[0], result.message
             if isinstance(result, VersionRefusedError):
                 error.highest_signed_version = result.highest
-            return signer_pb2.SignBatchResult(index=index, error=error)
+            return
         log.error("SignBatch item %d failed", index, exc_info=result)
         metrics.refusals.labels("SignBatch item", "INTERNAL").inc()
-        error = signer_pb2.SignError(
-            code="INTERNAL", grpc_status=grpc.StatusCode.INTERNAL.value[0],
-            message="internal signer error; see the signer's log",
-        )
-        return signer_pb2.SignBatchResult(index=index, error=error)
+        error.code, error.grpc_status = "INTERNAL", grpc.StatusCode.INTERNAL.value[0]
+        error.message = "internal signer error; see the signer's log"
 
 
 def add_signer(server: grpc.Server, servicer: SignerServicer) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import astuple
+from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from securesystemslib.signer import CryptoSigner, Signer, SSlibKey
+from securesystemslib.signer import CryptoSigner, Signature, Signer, SSlibKey
 
 from tufnotary.signer import keywrap
 from tufnotary.signer.catalog import MIGRATIONS, CatalogKeyStore, Material
@@ -21,6 +23,7 @@ from tufnotary.signer.keystore import KeyRecord
 __all__ = ["MIGRATIONS", "SqlKeyStore"]
 
 REWRAP_ATTEMPTS = 5
+_PLAIN_PAYLOAD_KEYTYPES = frozenset({"ed25519", "ecdsa", "rsa"})  # CryptoSigner signs their payload as given
 
 
 class SqlKeyStore(CatalogKeyStore):
@@ -56,7 +59,7 @@ class SqlKeyStore(CatalogKeyStore):
         pem = self._unwrap(record.key_id, material)
         try:
             private_key = load_pem_private_key(pem, None)
-            return CryptoSigner(private_key, record.to_sslib_key())  # type: ignore[arg-type]
+            return PreparedCryptoSigner(private_key, record.to_sslib_key())  # type: ignore[arg-type]
         except (ValueError, TypeError):
             raise KeyUnwrapError(
                 f"the private key of {record.key_id} does not match its stored public key: the row was altered"
@@ -141,6 +144,21 @@ class SqlKeyStore(CatalogKeyStore):
 
 class _Retry(Exception):
     pass
+
+
+class PreparedCryptoSigner(CryptoSigner):
+    """`CryptoSigner` with its signing arguments (padding, hash) prepared once: `CryptoSigner.sign` rebuilds them
+    with `dataclasses.astuple` per signature, which cost ~10% of an ed25519 signature. Same signatures."""
+
+    def __init__(self, private_key: Any, public_key: SSlibKey) -> None:
+        super().__init__(private_key, public_key)
+        self._args = astuple(self._sign_args)
+        self._prefixes_payload = public_key.keytype not in _PLAIN_PAYLOAD_KEYTYPES
+
+    def sign(self, payload: bytes) -> Signature:
+        if self._prefixes_payload:  # e.g. ML-DSA prefixes the payload: CryptoSigner knows how
+            return super().sign(payload)
+        return Signature(self.public_key.keyid, self._private_key.sign(payload, *self._args).hex())
 
 
 def _generate(algorithm: str) -> CryptoSigner:

@@ -5,6 +5,7 @@ migrations applied once under a lock."""
 from __future__ import annotations
 
 import datetime
+import json
 import select
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ Statement = Union[str, Mapping[str, str]]
 Migration = tuple[int, Sequence[Statement]]
 
 _MIGRATION_LOCK_ID = 0x7475666E  # pg_advisory_xact_lock key, any constant shared by all replicas
+_PG_TYPES = {"text": "text", "integer": "bigint"}
 
 
 class _Sqlite:
@@ -79,6 +81,10 @@ class _Sqlite:
 
     def sql(self, statement: str) -> str:
         return statement
+
+    def json_rows(self, columns: Sequence[tuple[str, str]]) -> str:
+        fields = ", ".join(f"json_extract(value, '$[{i}]') AS {name}" for i, (name, _) in enumerate(columns))
+        return f"(SELECT {fields}, key AS ordinal FROM json_each(?))"
 
     def lock_for_migration(self, cur: Any) -> None:
         pass
@@ -154,6 +160,10 @@ class _Postgres:
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
+
+    def json_rows(self, columns: Sequence[tuple[str, str]]) -> str:
+        fields = ", ".join(f"(e->>{i})::{_PG_TYPES[kind]} AS {name}" for i, (name, kind) in enumerate(columns))
+        return f"(SELECT {fields}, o - 1 AS ordinal FROM json_array_elements(?::json) WITH ORDINALITY AS t(e, o))"
 
     def lock_for_migration(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
@@ -253,6 +263,12 @@ class Database:
         their own), so their errors surface there — at the latest when the transaction ends."""
         self._db.execute_all(cur, [(self._db.sql(s), p) for s, p in statements])
 
+    def json_rows(self, columns: Sequence[tuple[str, str]]) -> str:
+        """A subquery over the rows of one parameter, `json_param(rows)`: a table of these (name, type) columns,
+        type "text" or "integer", in order, plus `ordinal` (each row's position, from 0). Any number of rows
+        travel as one parameter: psycopg2 quotes each parameter in ~2 µs, which dominated a batch's claim."""
+        return self._db.json_rows(columns)
+
     def select(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one read statement, which sees one consistent state of the database by itself."""
         with self._translated():
@@ -278,6 +294,11 @@ class Database:
 
     def close(self) -> None:
         self._db.close()
+
+
+def json_param(rows: Sequence[Sequence[Any]]) -> str:
+    """The parameter of a `Database.json_rows` subquery: the rows as a JSON array of arrays (ASCII)."""
+    return json.dumps(rows, separators=(",", ":"))
 
 
 def now_iso() -> str:

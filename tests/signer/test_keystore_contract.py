@@ -286,6 +286,17 @@ def test_unknown_key(store: KeyStore) -> None:
         store.signer_for("0" * 64)
 
 
+def test_signers_for_gives_each_distinct_keys_signer_or_what_refused_it(store: KeyStore) -> None:
+    active = store.create_key(COLLECTION, "timestamp")
+    retired = store.create_key(COLLECTION, "snapshot")
+    store.retire_key(retired.key_id)
+    found = store.signers_for([active.key_id, "0" * 64, active.key_id, retired.key_id])
+    assert list(found) == [active.key_id, "0" * 64, retired.key_id]
+    assert found[active.key_id] is store.signer_for(active.key_id)
+    assert isinstance(found["0" * 64], KeyNotFoundError)
+    assert isinstance(found[retired.key_id], KeyRetiredError)
+
+
 def test_ping_answers_while_the_store_is_reachable(store: KeyStore) -> None:
     store.ping()
 

@@ -321,3 +321,11 @@ def test_a_wrapped_key_under_another_jwe_algorithm_is_refused(store: SqlKeyStore
     raw_query(database_url, "UPDATE signer_keys SET wrapped_private = ?", (other,))
     with pytest.raises(KeyUnwrapError, match=f"{record.key_id}.*altered"):
         store.signer_for(record.key_id)
+
+
+def test_the_signer_handed_out_signs_exactly_as_cryptosigner(store: SqlKeyStore) -> None:
+    record = store.create_key(COLLECTION, "timestamp", "ed25519")  # deterministic signatures: comparable
+    signer = store.signer_for(record.key_id)
+    plain = CryptoSigner(signer._private_key, record.to_sslib_key())  # type: ignore[attr-defined]
+    for payload in (b"", b"{}", b"payload " * 100):
+        assert signer.sign(payload) == plain.sign(payload)

@@ -14,7 +14,7 @@ import pytest
 from tests.pgcluster import PgCluster
 from tufnotary.signer.errors import KeyStoreUnavailableError
 from tufnotary.signer.pool import ConnectionPool
-from tufnotary.signer.sqldb import Database
+from tufnotary.signer.sqldb import Database, json_param
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -247,3 +247,19 @@ def test_a_failed_transaction_changes_nothing_and_its_connection_is_reused(datab
         assert _backend_id(db) == backend and db.connections_opened == 1
     finally:
         db.close()
+
+
+def test_json_rows_read_every_row_of_one_parameter_in_order_with_its_types(database_url: str) -> None:
+    rows = [[f"key-{i}", i * 10**9, text] for i, text in enumerate(
+        ["plain", "it's \"quoted\"", "back\\slash; DROP TABLE x; --", "é ☃ 🦀", "?%s%%", ""] * 40
+    )]
+    db = Database(database_url)
+    try:
+        table = db.json_rows([("name", "text"), ("number", "integer"), ("text", "text")])
+        with db.transaction(write=False) as cur:
+            db.execute(cur, f"SELECT t.name, t.number, t.text, t.ordinal FROM {table} AS t ORDER BY t.ordinal",
+                       [json_param(rows)])
+            read = [tuple(row) for row in cur.fetchall()]
+    finally:
+        db.close()
+    assert read == [(name, number, text, i) for i, (name, number, text) in enumerate(rows)]
