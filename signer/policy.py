@@ -71,7 +71,7 @@ def check_payload(
         try:
             # What json.loads does with bytes, through one decoder made once (json.loads builds one per call
             # when given any option).
-            signed = _NO_FLOATS.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
+            signed = _NO_FLOATS.decode(payload.decode(_encoding(payload), "surrogatepass"))
         except _FloatSeen:
             signed, has_floats = json.loads(payload), True
     except (ValueError, UnicodeDecodeError):
@@ -103,6 +103,14 @@ def _parsed_fields(signed: dict, role: str) -> tuple[int, datetime]:
     parsed = _SIGNED_TYPES[role].from_dict(dict(signed))
     expires = parsed.expires.replace(tzinfo=timezone.utc) if parsed.expires.tzinfo is None else parsed.expires
     return parsed.version, expires
+
+
+def _encoding(payload: bytes) -> str:
+    """`json.detect_encoding(payload)`, answered at once for what canonical JSON starts with: `{` then a byte
+    other than NUL (neither a BOM nor UTF-16/32)."""
+    if payload[:1] == b"{" and payload[1:2] not in (b"", b"\x00"):
+        return "utf-8"
+    return json.detect_encoding(payload)
 
 
 class _FloatSeen(Exception):

@@ -14,6 +14,7 @@ from securesystemslib.formats import encode_canonical
 from tests.signer.harness import tuf_payload
 from tufnotary.signer.errors import InvalidRequestError
 from tufnotary.signer.keystore import KeyRecord
+from tufnotary.signer import policy
 from tufnotary.signer.policy import SigningPolicy, check_payload
 
 RECORD = KeyRecord("ab" * 32, "wabbit-networks/net-monitor", "timestamp", "ed25519", "ed25519", "00" * 32)
@@ -76,3 +77,10 @@ def test_floats_are_refused_as_the_canonical_encoder_refuses_them(number: bytes)
     assert payload != canonical
     with pytest.raises(InvalidRequestError, match="not valid TUF timestamp metadata"):
         check_payload(SigningPolicy(), RECORD, RECORD.collection, "timestamp", payload, NOW)
+
+
+@pytest.mark.parametrize("start", [b"", b"{", b'{"', b"{\x00", b"{\x00\x00", b"{\x00\x00\x00", b"{\x00a\x00", b"\x00{",
+                                   b"\xef\xbb\xbf{", b"\xff\xfe{\x00", b"\xfe\xff\x00{", b"\xff\xfe\x00\x00{\x00\x00\x00",
+                                   b"[1]", b"{}", '{"é":1}'.encode("utf-16-le"), '{"é":1}'.encode("utf-32-be")])
+def test_the_payload_encoding_is_detected_as_json_does(start: bytes) -> None:
+    assert policy._encoding(start) == json.detect_encoding(start)
