@@ -24,6 +24,7 @@ Migration = tuple[int, Sequence[Statement]]
 
 _MIGRATION_LOCK_ID = 0x7475666E  # pg_advisory_xact_lock key, any constant shared by all replicas
 _PG_TYPES = {"text": "text", "integer": "bigint"}
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps builds one per call with options
 
 
 class _Sqlite:
@@ -298,7 +299,7 @@ class Database:
 
 def json_param(rows: Sequence[Sequence[Any]]) -> str:
     """The parameter of a `Database.json_rows` subquery: the rows as a JSON array of arrays (ASCII)."""
-    return json.dumps(rows, separators=(",", ":"))
+    return _COMPACT_JSON.encode(rows)
 
 
 def now_iso() -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -14,6 +16,7 @@ from tests.signer.harness import RunningSigner, tuf_payload
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.server.errors import SignerRefusedError
 from tufnotary.server.remote_signer import RemoteSigner
+from tufnotary.signer.keystore import KeyRecord
 from tufnotary.signer.service import CLAIMS_PER_TRANSACTION, SERVICE_NAME
 
 COLLECTION = "wabbit-networks/net-monitor"
@@ -141,3 +144,39 @@ def test_grouped_batch_answers_as_signbatch_does_one_message_per_transaction(
         if result.HasField("signature"):
             public.verify_signature(Signature(result.signature.key_id, result.signature.signature), request.payload)
     assert [e.version for e in running.keystore.audit_entries(key_id=key.key_id)] == versions[:7] + versions[8:]
+
+
+def test_signbatch_streams_one_message_per_item_with_the_results_of_a_grouped_batch(
+    running: RunningSigner, channel: grpc.Channel
+) -> None:
+    stub = signer_pb2_grpc.SignerStub(channel)
+
+    def mixed(key: KeyRecord) -> signer_pb2.SignBatchRequest:
+        payloads = [tuf_payload("timestamp", 1), tuf_payload("timestamp", 1), tuf_payload("snapshot", 2),
+                    tuf_payload("timestamp", 2, timedelta(days=3)), tuf_payload("timestamp", 3)]
+        requests = [signer_pb2.SignRequest(key_id=key.key_id, payload=p, collection=key.collection, role="timestamp")
+                    for p in payloads]
+        requests.insert(4, signer_pb2.SignRequest(key_id="0" * 64, payload=payloads[4], collection=COLLECTION,
+                                                  role="timestamp"))
+        return signer_pb2.SignBatchRequest(requests=requests)
+
+    def summary(results: list[signer_pb2.SignBatchResult], key: KeyRecord) -> list[tuple[object, ...]]:
+        """Each result with its key, collection and the clock left out of the messages."""
+        def message(text: str) -> str:
+            text = text.replace(key.key_id, "KEY").replace(key.collection, "COLLECTION")
+            return re.sub(r"latest allowed now: [^)]*", "", text)
+        return [(r.index, "signed") if r.HasField("signature") else
+                (r.index, r.error.code, r.error.grpc_status, message(r.error.message), r.error.highest_signed_version)
+                for r in results]
+
+    streamed_key = running.keystore.create_key("team/streamed", "timestamp")
+    grouped_key = running.keystore.create_key("team/grouped", "timestamp")
+    streamed = list(stub.SignBatch(mixed(streamed_key), timeout=30))
+    grouped = [r for g in stub.SignBatchGrouped(mixed(grouped_key), timeout=30) for r in g.results]
+    assert summary(streamed, streamed_key) == summary(grouped, grouped_key)
+    assert [(s[0], s[1]) for s in summary(streamed, streamed_key)] == [
+        (0, "signed"), (1, "VERSION_ALREADY_SIGNED"), (2, "INVALID_REQUEST"), (3, "EXPIRY_TOO_LONG"),
+        (4, "KEY_NOT_FOUND"), (5, "signed"),
+    ]
+    assert streamed[1].error.highest_signed_version == 1
+    assert streamed[1].error.grpc_status == grpc.StatusCode.ABORTED.value[0]
