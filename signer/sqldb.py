@@ -84,7 +84,7 @@ class _Sqlite:
         return statement
 
     def json_rows(self, columns: Sequence[tuple[str, str]]) -> str:
-        fields = ", ".join(f"json_extract(value, '$[{i}]') AS {name}" for i, (name, _) in enumerate(columns))
+        fields = ", ".join(f"{_sqlite_json_field(i, kind)} AS {name}" for i, (name, kind) in enumerate(columns))
         return f"(SELECT {fields}, key AS ordinal FROM json_each(?))"
 
     def lock_for_migration(self, cur: Any) -> None:
@@ -92,6 +92,13 @@ class _Sqlite:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _sqlite_json_field(index: int, kind: str) -> str:
+    """Field `index` of a JSON row. An integer beyond 64 bits comes out of json_extract as a lossy REAL: it is
+    NULL instead, which no NOT NULL column takes (as binding such an int fails), never a rounded version."""
+    value = f"json_extract(value, '$[{index}]')"
+    return f"CASE WHEN typeof({value}) = 'integer' THEN {value} END" if kind == "integer" else value
 
 
 class _Postgres:

@@ -377,6 +377,18 @@ def test_a_batch_of_claims_decides_each_as_if_made_one_after_another(store: KeyS
     assert store.record_signatures([], "CN=server") == []
 
 
+@pytest.mark.parametrize("version", [2**63, 2**63 + 5, 2**70])
+def test_a_version_the_catalog_cannot_hold_fails_the_claim_and_records_nothing(
+    store: KeyStore, url: str, version: int
+) -> None:
+    key = store.create_key(COLLECTION, "timestamp")
+    store.record_signature(key.key_id, 7, SHA, "CN=server")
+    with pytest.raises(Exception):  # noqa: B017 - each backend fails its own way; none rounds the version
+        store.record_signatures([Claim(key.key_id, version, SHA)], "CN=server")
+    assert store.get_key(key.key_id).max_signed_version == 7  # type: ignore[union-attr]
+    assert [e.version for e in store.audit_entries()] == [7]
+
+
 def test_a_batch_of_claims_rotates_at_the_pending_keys_first_accepted_claim(store: KeyStore) -> None:
     old = store.create_key(COLLECTION, "timestamp")
     store.record_signature(old.key_id, 1, SHA, "CN=server")
