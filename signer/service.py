@@ -344,6 +344,7 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
             message.signature.signature = result.signature
             return
         error = message.error
+        error.SetInParent()  # the error is set even if every field it gets is a default
         if isinstance(result, SignerError):
             self._refused("SignBatch item", result)
             error.code, error.grpc_status, error.message = result.code, status_for(result).value[0], result.message
