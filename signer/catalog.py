@@ -100,6 +100,9 @@ MIGRATIONS: Sequence[Migration] = (
             },
         ),
     ),
+    # PostgreSQL's INTEGER is 32-bit: high-water marks take the signed 64-bit versions the policy allows
+    # (SQLite's INTEGER already is 64-bit).
+    (4, ({"sqlite": "SELECT 1", "postgres": "ALTER TABLE signer_keys ALTER COLUMN max_signed_version TYPE BIGINT"},)),
 )
 
 _PUBLIC_COLUMNS = "key_id, collection, role, keytype, scheme, public_value, state, max_signed_version"

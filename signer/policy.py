@@ -19,6 +19,8 @@ from tufnotary.signer.errors import ExpiryTooLongError, InvalidRequestError
 from tufnotary.signer.keystore import KeyRecord
 from tufnotary.signer.signed_fields import plain_fields
 
+MAX_VERSION = 2**63 - 1  # a signed 64-bit integer: the catalog's high-water marks and audit rows
+
 DEFAULT_MAX_EXPIRY: Mapping[str, timedelta] = {"timestamp": timedelta(days=1), "snapshot": timedelta(days=7)}
 DEFAULT_EXPIRY_LEEWAY = timedelta(minutes=5)
 _SIGNED_TYPES = {"timestamp": Timestamp, "snapshot": Snapshot}
@@ -87,8 +89,13 @@ def check_payload(
         raise InvalidRequestError(f"the payload is not valid TUF {role} metadata ({type(e).__name__})") from None
     if not canonical:
         raise InvalidRequestError(f"the payload is not the canonical JSON of TUF {role} metadata")
-    if version < 1:
+    # python-tuf takes `true` for 1 (bool is an int); the catalog stores 64-bit versions.
+    if type(version) is not int or version < 1:
         raise InvalidRequestError(f"the {role} metadata has no valid version (a positive integer)")
+    if version > MAX_VERSION:
+        raise InvalidRequestError(
+            f"the {role} metadata version {version} is above {MAX_VERSION}, the largest version the signer records"
+        )
     limit = now + policy.max_expiry[role] + policy.leeway
     if expires > limit:
         raise ExpiryTooLongError(

@@ -389,6 +389,14 @@ def test_a_version_the_catalog_cannot_hold_fails_the_claim_and_records_nothing(
     assert [e.version for e in store.audit_entries()] == [7]
 
 
+def test_versions_beyond_32_bits_are_recorded_exactly(store: KeyStore) -> None:
+    key = store.create_key(COLLECTION, "timestamp")
+    for version in (2**31 + 5, 2**63 - 1):
+        assert store.record_signatures([Claim(key.key_id, version, SHA)], "CN=server") == [None]
+        assert store.get_key(key.key_id).max_signed_version == version  # type: ignore[union-attr]
+    assert [e.version for e in store.audit_entries()] == [2**31 + 5, 2**63 - 1]
+
+
 def test_a_batch_of_claims_rotates_at_the_pending_keys_first_accepted_claim(store: KeyStore) -> None:
     old = store.create_key(COLLECTION, "timestamp")
     store.record_signature(old.key_id, 1, SHA, "CN=server")

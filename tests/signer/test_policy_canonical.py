@@ -84,3 +84,21 @@ def test_floats_are_refused_as_the_canonical_encoder_refuses_them(number: bytes)
                                    b"[1]", b"{}", '{"é":1}'.encode("utf-16-le"), '{"é":1}'.encode("utf-32-be")])
 def test_the_payload_encoding_is_detected_as_json_does(start: bytes) -> None:
     assert policy._encoding(start) == json.detect_encoding(start)
+
+
+@pytest.mark.parametrize("version, message", [
+    (True, "has no valid version (a positive integer)"),  # python-tuf alone would read it as 1
+    (2**63, f"version {2**63} is above {2**63 - 1}, the largest version the signer records"),
+])
+def test_versions_the_signer_cannot_record_are_refused(version: object, message: str) -> None:
+    signed = json.loads(tuf_payload("timestamp", 3))
+    signed["version"] = version
+    with pytest.raises(InvalidRequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_payload(SigningPolicy(), RECORD, RECORD.collection, "timestamp", encode_canonical(signed).encode(), NOW)
+
+
+def test_the_largest_recordable_version_is_signed() -> None:
+    signed = json.loads(tuf_payload("timestamp", 3))
+    signed["version"] = 2**63 - 1
+    checked = check_payload(SigningPolicy(), RECORD, RECORD.collection, "timestamp", encode_canonical(signed).encode(), NOW)
+    assert checked.version == 2**63 - 1
