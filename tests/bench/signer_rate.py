@@ -24,6 +24,7 @@ from tufnotary.server.publish import build_timestamp
 from tufnotary.server.remote_signer import RemoteSigner
 
 _SNAPSHOT = b'{"signed":{}}'
+RENEWER_BATCH = 200  # the server's default RENEW_BATCH
 
 
 def _payload(version: int) -> bytes:
@@ -45,8 +46,8 @@ def _cpu_seconds(pid: int | None) -> float:
 def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
                  keys_ready: Callable[[], None] | None = None) -> dict[str, float]:
     """Signatures per second over `seconds` each: single Sign calls cycling over `keys` timestamp
-    keys, then SignBatch calls of one payload per key, then raw in-process ed25519. `keys_ready` is
-    called once the keys exist (e.g. to start a profiler on the signing alone)."""
+    keys, then batches of one payload per key (and of the renewer's 200 keys), then raw in-process
+    ed25519. `keys_ready` is called once the first keys exist (e.g. to start a profiler)."""
     signer = RemoteSigner(stack.signer_address.replace("127.0.0.1", "localhost"), stack.certs.ca_cert,
                           stack.certs.client_cert, stack.certs.client_key, timeout=30)
     try:
@@ -70,18 +71,12 @@ def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
         single = count / (time.perf_counter() - started)
         single_cpu = (_cpu_seconds(pid) - cpu) / count
 
-        count, started, cpu = 0, time.perf_counter(), _cpu_seconds(pid)
-        while time.perf_counter() - started < seconds:
-            items = [(key, next_payload(collection)) for collection, key in pairs]
-            results = signer.sign_batch(items)
-            failed = [r for r in results if isinstance(r, Exception)]
-            if failed:
-                raise RuntimeError(f"batch signing refused: {failed[0]}")
-            count += len(items)
-        batch = count / (time.perf_counter() - started)
-        batch_cpu = (_cpu_seconds(pid) - cpu) / count
-
+        batch, batch_cpu = _batch_rate(signer, pairs, next_payload, pid, seconds)
         grouped, grouped_cpu = _grouped_rate(stack, pairs, next_payload, pid, seconds)
+        # The renewer's batch: RENEW_BATCH (default 200) collections per call.
+        more = [(f"{prefix}/k{i}", signer.create_key(f"{prefix}/k{i}", "timestamp")) for i in range(keys, RENEWER_BATCH)]
+        versions.update({collection: 0 for collection, _ in more})
+        renewer, renewer_cpu = _batch_rate(signer, pairs + more, next_payload, pid, seconds)
     finally:
         signer.close()
 
@@ -103,7 +98,26 @@ def signer_rates(stack: Stack, prefix: str, seconds: float, keys: int = 50,
             "per signer core / raw": (1 / batch_cpu) / raw if batch_cpu else 0.0,
             "signer process CPU µs per SignBatchGrouped item": grouped_cpu * 1e6,
             "SignBatchGrouped sig/s per signer core (1e6 / CPU µs)": 1 / grouped_cpu if grouped_cpu else 0.0,
-            "grouped per signer core / raw": (1 / grouped_cpu) / raw if grouped_cpu else 0.0}
+            "grouped per signer core / raw": (1 / grouped_cpu) / raw if grouped_cpu else 0.0,
+            f"signer batch of {RENEWER_BATCH} (the renewer's) sig/s": renewer,
+            f"batch of {RENEWER_BATCH} / raw": renewer / raw,
+            f"signer process CPU µs per item, batch of {RENEWER_BATCH}": renewer_cpu * 1e6,
+            f"batch of {RENEWER_BATCH} per signer core / raw": (1 / renewer_cpu) / raw if renewer_cpu else 0.0}
+
+
+def _batch_rate(signer: RemoteSigner, pairs: list[tuple[str, Key]], next_payload: Callable[[str], bytes],
+                pid: int | None, seconds: float) -> tuple[float, float]:
+    """`RemoteSigner.sign_batch` (as the renewer calls it) of one payload per key, for `seconds`:
+    (sig/s, signer CPU seconds per signature)."""
+    count, started, cpu = 0, time.perf_counter(), _cpu_seconds(pid)
+    while time.perf_counter() - started < seconds:
+        items = [(key, next_payload(collection)) for collection, key in pairs]
+        results = signer.sign_batch(items)
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            raise RuntimeError(f"batch signing refused: {failed[0]}")
+        count += len(items)
+    return count / (time.perf_counter() - started), (_cpu_seconds(pid) - cpu) / count
 
 
 def _grouped_rate(stack: Stack, pairs: list[tuple[str, Key]], next_payload: Callable[[str], bytes],
