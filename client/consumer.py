@@ -20,8 +20,6 @@ from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from tufnotary.client.auth import ENV_HINT, TokenAuth
-from tufnotary.client.fetcher import AuthFetcher
-from tufnotary.client.transport import Transport
 from tufnotary.client.errors import (
     ClientError,
     ContentMismatchError,
@@ -34,9 +32,11 @@ from tufnotary.client.errors import (
     UsageError,
     VerificationError,
 )
+from tufnotary.client.fetcher import AuthFetcher
 from tufnotary.client.http import USER_AGENT, metadata_base_url
 from tufnotary.client.names import check_target_path
 from tufnotary.client.policy import AlgorithmPolicy
+from tufnotary.client.transport import Transport
 from tufnotary.client.trusted import RoleNotPublishedError, TrustedState
 from tufnotary.client.trustdir import TrustDir
 
