@@ -109,6 +109,10 @@ class StorageError(ServerError):
     http_status = 503
 
 
+class CommitInDoubtError(StorageError):
+    """The database connection broke while a COMMIT was in flight: the change may or may not be stored."""
+
+
 class UnauthorizedError(ServerError):
     """No token, or a token that does not verify (signature, issuer, audience, time, algorithm)."""
 

@@ -19,7 +19,7 @@ from tuf.api.serialization.json import JSONSerializer
 from tufnotary.server.audit import AuditEntry, publish_details
 from tufnotary.server.canonical import signed_bytes
 from tufnotary.server.config import ServerConfig
-from tufnotary.server.errors import OnlineKeyError, VersionConflictError
+from tufnotary.server.errors import CommitInDoubtError, OnlineKeyError, StorageError, VersionConflictError
 from tufnotary.server.storage import MetaStore, NewFile, StoredFile
 from tufnotary.server.validation import validate_update
 
@@ -177,8 +177,23 @@ def publish(
 
     details = publish_details(replaced(current, files), {f.role: (f.version, f.data) for f in files})
     entry = audit(details) if audit else AuditEntry("publish", collection, "unknown", None, details)
-    store.commit(collection, files, expected={role: f.version for role, f in current.items()}, audit=entry)
+    try:
+        store.commit(collection, files, expected={role: f.version for role, f in current.items()}, audit=entry)
+    except CommitInDoubtError:
+        if not _stored(store, collection, files):
+            raise
     return {f.role: f.version for f in files}
+
+
+def _stored(store: MetaStore, collection: str, files: Sequence[NewFile]) -> bool:
+    """Whether `files` are the collection's current files (a commit whose outcome was in doubt did apply);
+    False also when the store cannot tell yet."""
+    try:
+        now_current = store.current(collection)
+    except StorageError:
+        return False
+    return all(f.role in now_current and now_current[f.role].version == f.version
+               and now_current[f.role].sha256 == hashlib.sha256(f.data).hexdigest() for f in files)
 
 
 def replaced(current: Mapping[str, StoredFile], files: Sequence[NewFile]) -> dict[str, StoredFile]:

@@ -18,7 +18,7 @@ import psycopg2
 import psycopg2.errors
 
 from tufnotary.server.changes import CHANNEL
-from tufnotary.server.errors import StorageError
+from tufnotary.server.errors import CommitInDoubtError, StorageError
 from tufnotary.server.storage.base import DEFAULT_POOL_SIZE
 from tufnotary.server.storage.sql import Cursor, SqlMetaStore
 
@@ -140,6 +140,12 @@ class PostgresMetaStore(SqlMetaStore):
                 broken = self._put_back(conn, slots)
                 if broken and not committing and attempt == 1:
                     continue
+                if broken and committing:
+                    # The COMMIT may have been applied before the connection broke: say so.
+                    raise CommitInDoubtError(
+                        f"{self._error(exc)}; the connection broke while committing, so whether the change was "
+                        "stored is unknown: read the collection before publishing again"
+                    ) from exc
                 raise self._error(exc) from exc
             except BaseException:
                 self._put_back(conn, slots)

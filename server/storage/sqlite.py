@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -69,12 +70,26 @@ class SqliteMetaStore(SqlMetaStore):
                                check_same_thread=False)
         try:
             if self.path != MEMORY:
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._use_wal(conn)
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error:
             conn.close()
             raise
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the database to WAL (it stays so). Connections opening a new database at once race
+        for the switch, and SQLite answers the losers "database is locked" at once, without waiting
+        the busy timeout: they retry, within that timeout."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:

@@ -245,7 +245,8 @@ def test_postgres_restart_during_a_stream_of_publishes(tmp_path):
             stored = call("GET", stack.base(collection) + f"{version}.targets.json")
             if status == 200:
                 assert stored == (200, data), f"the acknowledged publish of targets {version} was lost"
-            else:
+            elif "whether the change was stored is unknown" not in body["errors"][0]["message"]:
+                # Only a COMMIT cut off in flight may have been stored, and its answer says so.
                 assert stored[1] != data, f"a publish answered {status} was stored"
         targets = assert_whole(stack, collection, root_v1, tmp_path)
         last_ok = max(a for a in attempts if a[2] == 200)

@@ -570,3 +570,41 @@ def test_sqlite_reuses_one_connection_per_thread(tmp_path: Path) -> None:
         assert len(lite._connections) == 2
     finally:
         lite.close()
+
+
+
+class _BreaksAfterCommit:
+    """A PostgreSQL connection whose COMMIT is applied, then the connection drops before the answer."""
+
+    def __init__(self, conn) -> None:  # noqa: ANN001
+        self._conn = conn
+
+    def commit(self) -> None:
+        self._conn.commit()
+        self._conn.close()
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._conn, name)
+
+    def __setattr__(self, name: str, value) -> None:  # noqa: ANN001
+        if name == "_conn":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._conn, name, value)
+
+
+def test_a_connection_lost_during_commit_is_reported_in_doubt_not_as_failed(postgres_url: str, monkeypatch) -> None:
+    from tufnotary.server.errors import CommitInDoubtError
+
+    store = PostgresMetaStore(postgres_url)
+    store.migrate()
+    real = store._checkout
+    monkeypatch.setattr(store, "_checkout", lambda fresh: (lambda c, s: (_BreaksAfterCommit(c), s))(*real(fresh)))
+    try:
+        with pytest.raises(CommitInDoubtError, match="whether the change was stored is unknown"):
+            store.commit("c", [NewFile("root", 1, b"{}")], expected={})
+        monkeypatch.setattr(store, "_checkout", real)
+        assert store.current("c")["root"].version == 1  # it was applied: "failed" would have been a lie
+    finally:
+        store.close()
