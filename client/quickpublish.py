@@ -145,14 +145,15 @@ def sign(trust: TrustDir, roles: list[RoleDraft], passphrases: keyfiles.Passphra
     """Each role's metadata signed by every local key its delegation lists, serialized as
     python-tuf's `Metadata.to_bytes` does (compact JSON, sorted keys); None unless local keys
     meet every threshold."""
-    if any(len(_local_keys(trust, role)) < role.threshold for role in roles):
+    local = {role.name: _local_keys(trust, role) for role in roles}
+    if any(len(local[role.name]) < role.threshold for role in roles):
         return None
     private: dict[str, PrivateKeyTypes] = {}
     uploads = {}
     for role in roles:
         payload = encode_canonical(role.signed).encode()
         signatures = []
-        for keyid in _local_keys(trust, role):
+        for keyid in local[role.name]:
             if keyid not in private:
                 private[keyid] = keyfiles.decrypt(trust.root, keyid, passphrases)
             scheme = role.keys[keyid]["scheme"]

@@ -34,7 +34,7 @@ def _stage(client: Client, *paths: str) -> None:
         client.publisher.stage_add(COLLECTION, target_from_digest(path, "sha256:" + f"{i:02x}" * 32, 10 + i))
 
 
-def _express(client: Client, fake_server: FakeServer) -> PublishResult | None:
+def _express(client: Client) -> PublishResult | None:
     return quickpublish.publish(client.trust, COLLECTION, client.publisher.server, _passphrase, lambda: NOW)
 
 
@@ -95,7 +95,7 @@ def test_express_publish_uploads_once_without_a_refresh(client: Client, fake_ser
     _stage(client, "app:v1")
     fake_server.requests.clear()
 
-    result = _express(client, fake_server)
+    result = _express(client)
 
     assert result is not None and result.express
     assert (result.targets_version, result.added, result.roles) == (2, ["app:v1"], ["targets"])
@@ -105,7 +105,7 @@ def test_express_publish_uploads_once_without_a_refresh(client: Client, fake_ser
     # A consumer verifies it from the pinned root, and the next publish starts from it.
     assert "app:v1" in client.consumer.list_targets(COLLECTION).targets
     _stage(client, "app:v2")
-    again = _express(client, fake_server)
+    again = _express(client)
     assert again is not None and again.targets_version == 3
     assert set(client.consumer.list_targets(COLLECTION).targets) == {"app:v1", "app:v2"}
 
@@ -122,7 +122,7 @@ def test_stale_local_copy_changes_nothing_and_the_full_publish_follows(
     staged = client.trust.read_staged(COLLECTION).changes
     stored = fake_server.collections[COLLECTION].current("targets")
 
-    assert _express(client, fake_server) is None  # the server refused version 2 again
+    assert _express(client) is None  # the server refused version 2 again
 
     assert fake_server.collections[COLLECTION].current("targets") == stored
     assert client.trust.read_staged(COLLECTION).changes == staged
@@ -138,7 +138,7 @@ def test_refusals_no_fresher_state_avoids_are_raised_unchanged(client: Client, f
     fake_server.refuse_next_upload("DENIED", "not allowed to push", status=403)
 
     with pytest.raises(ServerError) as raised:
-        _express(client, fake_server)
+        _express(client)
 
     assert raised.value.server_code == "DENIED"
     assert client.trust.read_staged(COLLECTION).changes == staged
@@ -159,7 +159,7 @@ def test_without_what_it_needs_the_express_publish_asks_nothing(
         keyfiles.private_path(client.trust.root, init.targets_keyid).unlink()
     fake_server.requests.clear()
 
-    assert _express(client, fake_server) is None
+    assert _express(client) is None
 
     assert fake_server.requests == []
     assert client.trust.read_staged(COLLECTION).changes != {}
