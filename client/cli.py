@@ -7,12 +7,14 @@ so that `tufnotary --help` and argument errors stay fast.
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tufnotary.client.errors import ClientError, PassphraseError
 
@@ -1136,5 +1138,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> NoReturn:
+    """The `tufnotary` console script: `main()` in a process that runs one command and exits.
+
+    Such a process need not collect cyclic garbage every 700 allocations (start-up imports alone
+    make hundreds of thousands), nor free every object at exit: together ~10% of a small publish.
+    Garbage cycles are still collected, every 100,000 allocations.
+    """
+    gc.set_threshold(100_000, 50, 1000)
+    exit_now(main())
+
+
+def exit_now(status: int) -> NoReturn:
+    """Exit with `status` as `sys.exit` does (atexit handlers run, output flushed) but without
+    tearing the interpreter down. While another non-daemon thread runs, or when the output
+    cannot be flushed (a closed pipe), it leaves the exit to `sys.exit`."""
+    threading = sys.modules.get("threading")
+    if threading is not None and any(
+        t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()
+    ):
+        sys.exit(status)
+    atexit._run_exitfuncs()  # e.g. logging's flush; they run once: the call clears them
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(status)
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -12,9 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from securesystemslib.formats import encode_canonical
-
 from tufnotary.client.auth import TokenAuth, scope_of
+from tufnotary.client.canonical import canonical_bytes
 from tufnotary.client.errors import ServerError, ServerUnreachableError
 from tufnotary.client.names import check_collection
 from tufnotary.client.transport import Response, Transport, TransportError, multipart
@@ -43,9 +42,7 @@ def metadata_base_url(server: str, collection: str) -> str:
 
 def tuf_keyid(key: SSlibKey) -> str:
     """The TUF key id of `key`: sha256 of the canonical JSON of its dict without 'keyid'."""
-    canonical = encode_canonical(key.to_dict())
-    assert isinstance(canonical, str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_bytes(key.to_dict())).hexdigest()
 
 
 def _server_error(response: Response, what: str) -> ServerError:

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from securesystemslib.formats import encode_canonical
-
 from tufnotary.client import keyfiles
+from tufnotary.client.canonical import canonical_bytes
 from tufnotary.client.errors import ServerError
 from tufnotary.client.results import PublishResult
 from tufnotary.client.trustdir import StagedChanges, TrustDir
@@ -151,7 +150,7 @@ def sign(trust: TrustDir, roles: list[RoleDraft], passphrases: keyfiles.Passphra
     private: dict[str, PrivateKeyTypes] = {}
     uploads = {}
     for role in roles:
-        payload = encode_canonical(role.signed).encode()
+        payload = canonical_bytes(role.signed)
         signatures = []
         for keyid in local[role.name]:
             if keyid not in private:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -34,14 +32,17 @@ from tufnotary.client.names import check_collection
 def write_file_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace `path` with `data` so readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # What tempfile.mkstemp does (a new file no one else can have opened), without importing tempfile's
+    # random and shutil into every command.
+    tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -234,4 +235,6 @@ class TrustDir:
 
     def forget_collection(self, collection: str) -> None:
         """Remove all local state of `collection` (never the keys in private/)."""
+        import shutil
+
         shutil.rmtree(self.collection_dir(collection), ignore_errors=True)

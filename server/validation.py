@@ -20,7 +20,8 @@ from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Snapshot, SuccinctRoles, Targets
 
-from tufnotary.server.canonical import canonical_bytes, signed_bytes
+from tufnotary.client.canonical import canonical_bytes
+from tufnotary.server.canonical import signed_bytes
 from tufnotary.server.errors import (
     BadRoleError,
     BadSignatureError,

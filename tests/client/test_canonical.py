@@ -12,7 +12,8 @@ from securesystemslib.exceptions import FormatError
 from securesystemslib.formats import encode_canonical
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
-from tufnotary.server.canonical import canonical_bytes, fast_canonical, signed_bytes
+from tufnotary.client.canonical import canonical_bytes, fast_canonical
+from tufnotary.server.canonical import signed_bytes
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
