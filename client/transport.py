@@ -3,32 +3,33 @@
 The server client (`http.py`) and its token requests (`auth.py`) need little: a request, its
 status, headers and body; keep-alive; connect and read timeouts; TLS with the system's CAs; and
 a retry when a connection fails before the server could have acted. urllib3 does that and far
-more, and importing it is about a third of the imports of an express publish, whose time is
-mostly start-up (docs/client.md, "Start-up cost"). ngclient (refreshes) and the registry client
-keep urllib3.
+more, and importing it (or http.client, which loads the email package) is a large part of an
+express publish, whose time is mostly start-up (docs/client.md, "Start-up cost"): the messages
+are read and written by `http1.py`, and `ssl` is imported only for https. ngclient (refreshes)
+and the registry client keep urllib3.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import select
-import ssl
+import socket
+import sys
 import threading
 import time
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from tufnotary.client.http1 import ProtocolError, Reader, Response, encode_request, read_response
+
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["Response", "Transport", "TransportError", "multipart"]
 
 
 class TransportError(Exception):
     """A request that got no HTTP response; the message says why."""
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: http.client.HTTPMessage  # `.get(name)` ignores case
-    data: bytes
 
 
 def multipart(fields: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
@@ -46,15 +47,33 @@ def multipart(fields: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """Whether an idle keep-alive connection was closed by the server (or has stray bytes)."""
-    if conn.sock is None:
-        return True
-    try:
-        readable, _, _ = select.select([conn.sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
+class _Connection:
+    """One client connection: a socket (TLS for https) and what has been received on it."""
+
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, timeout: float) -> None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.reader = Reader(sock)
+
+    def dropped(self) -> bool:
+        """Whether an idle kept-alive connection was closed by the server (or has stray bytes)."""
+        if self.reader.buffered:
+            return True
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class Transport:
@@ -65,28 +84,31 @@ class Transport:
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.retries, self.backoff = retries, backoff
         self.headers = dict(headers or {})
-        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._idle: dict[tuple[str, str], list[_Connection]] = {}
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
 
-    def _connection(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle connection to reuse (True), else a new one (False)."""
+    def _idle_connection(self, key: tuple[str, str]) -> _Connection | None:
         with self._lock:
-            idle = self._idle.get((scheme, netloc), [])
+            idle = self._idle.get(key, [])
             while idle:
                 conn = idle.pop()
-                if not _dropped(conn):
-                    return conn, True
+                if not conn.dropped():
+                    return conn
                 conn.close()
-            if scheme == "https" and self._tls is None:
-                self._tls = ssl.create_default_context()
-        if scheme == "https":
-            return http.client.HTTPSConnection(netloc, timeout=self.connect_timeout, context=self._tls), False
-        return http.client.HTTPConnection(netloc, timeout=self.connect_timeout), False
+        return None
 
-    def _release(self, scheme: str, netloc: str, conn: http.client.HTTPConnection) -> None:
+    def _connect(self, scheme: str, host: str, port: int) -> _Connection:
+        if scheme == "https" and self._tls is None:
+            import ssl
+
+            with self._lock:
+                self._tls = self._tls or ssl.create_default_context()
+        return _Connection(host, port, self._tls if scheme == "https" else None, self.connect_timeout)
+
+    def _release(self, key: tuple[str, str], conn: _Connection) -> None:
         with self._lock:
-            self._idle.setdefault((scheme, netloc), []).append(conn)
+            self._idle.setdefault(key, []).append(conn)
 
     def request(self, method: str, url: str, headers: dict[str, str] | None = None,
                 body: bytes | None = None, replay: bool = True) -> Response:
@@ -96,35 +118,42 @@ class Transport:
         backing off); one that fails after it was sent only when `replay` (a request the server
         may have acted on must not be sent twice: POSTs pass False)."""
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError as e:  # a port that is not a number
+            raise TransportError(f"{url!r} is not a valid URL: {e}") from None
+        if parts.scheme not in ("http", "https") or not host:
             raise TransportError(f"{url!r} is not an http or https URL")
+        port = port or (443 if parts.scheme == "https" else 80)
+        key = (parts.scheme, parts.netloc)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        all_headers = {**self.headers, **(headers or {})}
+        message = encode_request(method, target, parts.netloc.rpartition("@")[2],
+                                 {**self.headers, **(headers or {})}, body)
         attempt = 0
         while True:
-            conn, reused = self._connection(parts.scheme, parts.netloc)
-            sent = False
+            conn = self._idle_connection(key)
+            reused, sent = conn is not None, False
             try:
-                if conn.sock is None:
-                    conn.connect()
-                conn.sock.settimeout(self.read_timeout)  # type: ignore[union-attr]
-                conn.request(method, target, body=body, headers=all_headers)
+                if conn is None:
+                    conn = self._connect(parts.scheme, host, port)
+                conn.sock.settimeout(self.read_timeout)
+                conn.sock.sendall(message)
                 sent = True
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as e:
-                conn.close()
+                response = read_response(conn.reader, method)
+            except (OSError, ProtocolError) as e:
+                if conn is not None:
+                    conn.close()
                 attempt += 1
-                if (sent and not replay) or attempt > self.retries or isinstance(e, ssl.SSLCertVerificationError):
+                if (sent and not replay) or attempt > self.retries or _tls_error(e, "SSLCertVerificationError"):
                     raise TransportError(_reason(e)) from e
                 if not reused:
                     time.sleep(self.backoff * 2 ** (attempt - 1))
                 continue
-            if response.will_close:
-                conn.close()
+            if response.keep_alive:
+                self._release(key, conn)
             else:
-                self._release(parts.scheme, parts.netloc, conn)
-            return Response(response.status, response.headers, data)
+                conn.close()
+            return response
 
     def close(self) -> None:
         with self._lock:
@@ -134,11 +163,17 @@ class Transport:
             self._idle.clear()
 
 
+def _tls_error(e: BaseException, kind: str = "SSLError") -> bool:
+    """Whether `e` is one of ssl's errors named `kind` (ssl is imported for https only)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(e, getattr(ssl, kind))
+
+
 def _reason(e: BaseException) -> str:
     if isinstance(e, TimeoutError):
         return "timed out"
-    if isinstance(e, ssl.SSLError):
-        return f"TLS failed: {e.reason or e}"
+    if _tls_error(e):
+        return f"TLS failed: {getattr(e, 'reason', None) or e}"
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
     return str(e) or type(e).__name__
