@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.tuf_factory import NOW, CollectionFactory, new_signer
 from tufnotary.server.errors import (
     BadRoleError,
@@ -18,7 +21,7 @@ from tufnotary.server.errors import (
     VersionConflictError,
 )
 from tufnotary.server import validation
-from tufnotary.server.validation import ValidationPolicy
+from tufnotary.server.validation import ValidationPolicy, _loads_without_duplicate_keys, _reject_duplicate_keys
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,9 @@ def test_expired_refused(repo, published):
         (b'{"signed": {"_type": "targets", "version": 2.0}, "signatures": []}', "integer >= 1"),
         (b'{"signed": {"_type": "targets", "version": 0}, "signatures": []}', "integer >= 1"),
         (b'{"signed": {"_type": "targets", "version": 2, "version": 3}, "signatures": []}',
+         "duplicate JSON object key 'version'"),
+        # compact and sorted, as our client writes, with the same key and value twice
+        (b'{"signatures":[],"signed":{"_type":"targets","version":2,"version":2}}',
          "duplicate JSON object key 'version'"),
         (b'{"signed": {"_type": "targets", "version": 2, "expires": "2030-01-01T00:00:00Z", "spec_version": "1.0.31",'
          b' "targets": {}, "x-custom": [1.5]}, "signatures": []}', "not valid TUF metadata: Could not encode .*: I cannot encode 1.5"),
@@ -500,3 +506,29 @@ def test_removed_delegation_stays_listed(repo, published):
 def test_root_not_ahead_is_a_conflict(repo, published):
     with pytest.raises(VersionConflictError):
         validate_update(published, {"root": repo.sign("root")}, NOW)
+
+
+JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+
+
+@st.composite
+def compact_json_texts(draw, depth: int = 0) -> str:
+    """Compact JSON with sorted keys whose objects may name a key twice (with equal or other values)."""
+    if depth > 2 or draw(st.booleans()):
+        return json.dumps(draw(JSON_LEAVES))
+    if draw(st.booleans()):
+        return "[" + ",".join(draw(st.lists(compact_json_texts(depth + 1), max_size=3))) + "]"
+    keys = sorted(draw(st.lists(st.sampled_from("abc"), max_size=4)))
+    return "{" + ",".join(f"{json.dumps(k)}:{draw(compact_json_texts(depth + 1))}" for k in keys) + "}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(compact_json_texts())
+def test_duplicate_keys_are_refused_whichever_way_the_json_is_parsed(text):
+    try:
+        expected = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except ValueError as e:
+        with pytest.raises(ValueError, match=re.escape(str(e))):
+            _loads_without_duplicate_keys(text)
+    else:
+        assert _loads_without_duplicate_keys(text) == expected
