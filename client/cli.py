@@ -1151,12 +1151,15 @@ def run() -> NoReturn:
 
 def exit_now(status: int) -> NoReturn:
     """Exit with `status` as `sys.exit` does (atexit handlers run, output flushed) but without
-    tearing the interpreter down. While another non-daemon thread runs, or when the output
-    cannot be flushed (a closed pipe), it leaves the exit to `sys.exit`."""
+    tearing the interpreter down. While another non-daemon thread runs, under a profiler or
+    debugger (which report at exit), or when the output cannot be flushed (a closed pipe), it
+    leaves the exit to `sys.exit`."""
     threading = sys.modules.get("threading")
     if threading is not None and any(
         t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()
     ):
+        sys.exit(status)
+    if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(status)
     atexit._run_exitfuncs()  # e.g. logging's flush; they run once: the call clears them
     try:

@@ -20,8 +20,13 @@ if "thread" in sys.argv:
         time.sleep(0.3)
         print("thread finished", flush=True)
     threading.Thread(target=late).start()
+if "profiled" in sys.argv:
+    sys.setprofile(lambda *args: None)
 print("x" * 200_000)  # block-buffered when stdout is a pipe: lost unless flushed
-exit_now(int(sys.argv[1]))
+try:
+    exit_now(int(sys.argv[1]))
+finally:  # runs on the way out of sys.exit, never after os._exit
+    print("unwound", file=sys.stderr)
 print("never printed")
 """
 
@@ -36,7 +41,16 @@ def test_exit_now_keeps_the_status_the_output_and_atexit_handlers(status: int) -
 
     assert proc.returncode == status
     assert proc.stdout == "x" * 200_000 + "\n"
-    assert proc.stderr == "atexit ran\n"
+    assert proc.stderr == "atexit ran\n"  # and no "unwound": the interpreter was not torn down
+
+
+def test_exit_now_under_a_profiler_exits_normally_so_it_can_report() -> None:
+    proc = subprocess.run([sys.executable, "-c", _EXIT_NOW, "2", "profiled"], capture_output=True, text=True,
+                          timeout=60)
+
+    assert proc.returncode == 2
+    assert proc.stdout == "x" * 200_000 + "\n"
+    assert proc.stderr == "unwound\natexit ran\n"
 
 
 def test_exit_now_waits_for_a_running_thread_as_sys_exit_does() -> None:
@@ -46,7 +60,7 @@ def test_exit_now_waits_for_a_running_thread_as_sys_exit_does() -> None:
     assert proc.returncode == 4
     assert proc.stdout.endswith("thread finished\n")
     assert "never printed" not in proc.stdout
-    assert proc.stderr == "atexit ran\n"
+    assert proc.stderr == "unwound\natexit ran\n"
 
 
 def test_exit_now_into_a_closed_pipe_exits_as_python_does() -> None:
