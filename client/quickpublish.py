@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -159,9 +160,21 @@ def sign(trust: TrustDir, roles: list[RoleDraft], passphrases: keyfiles.Passphra
             if not keyfiles.signs(private[keyid], scheme):
                 return None  # the key file does not match its delegation: the full path says so
             signatures.append({"keyid": keyid, "sig": keyfiles.sign(private[keyid], scheme, payload)})
-        md = {"signatures": signatures, "signed": role.signed}
-        uploads[role.name] = json.dumps(md, separators=(",", ":"), sort_keys=True).encode()
+        uploads[role.name] = _compact_metadata(signatures, role.signed, payload)
     return uploads
+
+
+_CONTROL = re.compile(rb"[\x00-\x1f]")
+
+
+def _compact_metadata(signatures: list[dict[str, str]], signed: dict[str, Any], payload: bytes) -> bytes:
+    """`json.dumps({"signatures": signatures, "signed": signed}, separators=(",", ":"), sort_keys=True)`,
+    encoded. Canonical JSON in printable ASCII is the compact sorted encoding of `signed` too, so
+    `payload` is used as it is rather than encoded a second time."""
+    if not payload.isascii() or _CONTROL.search(payload):  # json.dumps escapes what canonical JSON writes raw
+        return json.dumps({"signatures": signatures, "signed": signed}, separators=(",", ":"), sort_keys=True).encode()
+    return b'{"signatures":' + json.dumps(signatures, separators=(",", ":"), sort_keys=True).encode() + \
+        b',"signed":' + payload + b"}"
 
 
 def publish(trust: TrustDir, collection: str, server: ServerClient, passphrases: keyfiles.Passphrases,

@@ -3,6 +3,7 @@ trust directory without python-tuf or a refresh, and the full publish whenever t
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from tuf.api.metadata import SuccinctRoles
 from tests.client.conftest import COLLECTION, PASSPHRASE, Client, make_client
 from tests.client.fake_server import FakeServer
 from tufnotary.client import keyfiles, quickpublish
+from tufnotary.client.canonical import canonical_bytes
 from tufnotary.client.errors import ServerError
 from tufnotary.client.publisher import target_from_digest
 from tufnotary.client.results import PublishResult
@@ -69,10 +71,15 @@ def test_a_key_of_another_scheme_is_not_used() -> None:
     assert not keyfiles.signs(ed25519.Ed25519PrivateKey.generate(), "rsassa-pkcs1v15-sha256")
 
 
+@pytest.mark.parametrize("paths", [
+    ("app:v1", "app:v2"),
+    ("äpp/ünïcode:v1", "app:v2"),  # canonical JSON writes it raw, the upload escapes it
+    ('app/"quoted"\\backslash:v1', "app:v2"),  # escaped alike in both
+])
 def test_express_upload_is_byte_for_byte_the_full_publishs(client: Client, fake_server: FakeServer,
-                                                           tmp_path: Path) -> None:
+                                                           tmp_path: Path, paths: tuple[str, ...]) -> None:
     client.publisher.init(COLLECTION)
-    _stage(client, "app:v1", "app:v2")
+    _stage(client, *paths)
     client.publisher.stage_remove(COLLECTION, "gone:v0")
     copy = tmp_path / "copy"
     shutil.copytree(client.trust.root, copy)
@@ -88,6 +95,18 @@ def test_express_upload_is_byte_for_byte_the_full_publishs(client: Client, fake_
     assert express == draft.uploads()
     assert (drafted.added, drafted.removed, drafted.not_present) == (
         outcome["added"], outcome["removed"], outcome["not_present"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=10), max_size=4))
+def test_the_upload_reuses_the_canonical_bytes_only_where_they_are_the_compact_encoding(signed) -> None:
+    signatures = [{"keyid": "ab" * 32, "sig": "cd" * 64}]
+    expected = json.dumps({"signatures": signatures, "signed": signed}, separators=(",", ":"), sort_keys=True)
+
+    assert quickpublish._compact_metadata(signatures, signed, canonical_bytes(signed)) == expected.encode()
 
 
 def test_express_publish_uploads_once_without_a_refresh(client: Client, fake_server: FakeServer) -> None:
