@@ -32,8 +32,8 @@ from tufnotary.client.names import check_collection
 def write_file_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace `path` with `data` so readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # What tempfile.mkstemp does (a new file no one else can have opened), without importing tempfile's
-    # random and shutil into every command.
+    # What tempfile.mkstemp does (a new file no one else can have opened), without importing tempfile
+    # and its random module into every command.
     tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
