@@ -51,7 +51,9 @@ class _Connection:
     """One client connection: a socket (TLS for https) and what has been received on it."""
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, timeout: float) -> None:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        # getaddrinfo encodes a str host with the idna codec (importing it and unicodedata) even when
+        # it is ASCII, as an IP address or a plain DNS name is: those go as bytes.
+        sock = socket.create_connection((host.encode() if host.isascii() else host, port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls is not None:

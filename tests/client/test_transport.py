@@ -215,3 +215,11 @@ def test_tls_refuses_a_server_no_trusted_ca_vouches_for_without_retrying(https_s
     with pytest.raises(TransportError, match="TLS failed: CERTIFICATE_VERIFY_FAILED"):
         Transport(retries=2, backoff=0).request("GET", url)
     assert len(handshakes) == 1
+
+
+def test_an_internationalised_host_name_is_resolved_not_refused() -> None:
+    # ASCII hosts go to getaddrinfo as bytes; others keep str so that it IDNA-encodes them. No DNS
+    # here: the lookup fails, and says so, rather than the name being refused as not ASCII.
+    with pytest.raises(TransportError) as e:
+        Transport(retries=0).request("GET", "http://bücher.invalid/")
+    assert not isinstance(e.value.__cause__, UnicodeError)
