@@ -138,7 +138,7 @@ def run_all(args: argparse.Namespace, results: Results, tag: str) -> None:
                     results.add(name, workloads.reads(system, read_collection, args.seconds))
                 if "publish" in args.only:
                     results.add(name, workloads.publish_one_into_empty(system, f"bench/p1-{tag}-{run}", 3))
-                    results.add(name, workloads.publish_many(system, f"bench/p1000-{tag}-{run}", 1000))
+                    results.add(name, workloads.publish_many(system, f"bench/p1000-{tag}-{run}", 1000, 3))
                 if "big" in args.only:
                     results.add(name, workloads.publish_one_into_big(system, big_collection, args.big, run))
                 if "init" in args.only and args.inits:

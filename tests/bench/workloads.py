@@ -129,10 +129,15 @@ def publish_one_into_empty(system: System, prefix: str, reps: int) -> Measuremen
     return {"publish 1 target, empty collection s": statistics.median(times)}
 
 
-def publish_many(system: System, collection: str, count: int) -> Measurements:
-    fresh_collection(system, collection)
-    system.stage(collection, [f"images/app-{i}:v1" for i in range(count)])
-    return {f"publish {count} targets s": system.publish(collection)}
+def publish_many(system: System, prefix: str, count: int, reps: int) -> Measurements:
+    """The median of `reps` publishes of `count` targets at once, each into a fresh collection."""
+    times = []
+    for rep in range(reps):
+        collection = f"{prefix}-{rep}"
+        fresh_collection(system, collection)
+        system.stage(collection, [f"images/app-{i}:v1" for i in range(count)])
+        times.append(system.publish(collection))
+    return {f"publish {count} targets s": statistics.median(times)}
 
 
 def setup_big_collection(system: System, collection: str, count: int, bins: int) -> Measurements:
