@@ -164,7 +164,7 @@ def sign(trust: TrustDir, roles: list[RoleDraft], passphrases: keyfiles.Passphra
     return uploads
 
 
-_CONTROL = re.compile(rb"[\x00-\x1f]")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # what json.dumps escapes in ASCII besides " and \\
 
 
 def _compact_metadata(signatures: list[dict[str, str]], signed: dict[str, Any], payload: bytes) -> bytes:

@@ -79,6 +79,10 @@ def test_express_publish_loads_no_python_tuf_signers_or_other_commands_modules(
     # email package and, over plain HTTP, ssl): each costs every publish 5-30 ms
     assert sorted(m for m in modules if m.split(".")[0] in ("tuf", "securesystemslib", "email")) == []
     assert sorted(modules.intersection({"logging", "tempfile", "http.client", "ssl", "encodings.idna"})) == []
+    # an ed25519 key is read and used without cryptography's serialization package or other key types
+    assert sorted(modules.intersection({"cryptography.hazmat.primitives.serialization",
+                                        "cryptography.hazmat.primitives.asymmetric.ec",
+                                        "cryptography.hazmat.primitives.asymmetric.rsa"})) == []
     assert sorted(modules.intersection(NOT_FOR_PUBLISH)) == []
     assert "tomllib" not in modules  # no config file in the trust directory: nothing to parse
 

@@ -65,6 +65,14 @@ def test_signatures_verify_with_securesystemslib(private: object, scheme: str) -
         key.verify_signature(Signature(key.keyid, sig), payload + b" ")
 
 
+def test_key_files_are_read_by_cryptographys_public_pem_loader() -> None:
+    # keyfiles takes it from cryptography's Rust bindings, sparing every publish the import of the
+    # serialization package: it must be the very function that package exports.
+    from cryptography.hazmat.primitives import serialization
+
+    assert keyfiles._load_pem_private_key is serialization.load_pem_private_key
+
+
 def test_a_key_of_another_scheme_is_not_used() -> None:
     assert not keyfiles.signs(ed25519.Ed25519PrivateKey.generate(), "ecdsa-sha2-nistp256")
     assert not keyfiles.signs(ec.generate_private_key(ec.SECP384R1()), "ecdsa-sha2-nistp256")
