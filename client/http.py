@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tufnotary.client.auth import TokenAuth, scope_of
 from tufnotary.client.canonical import canonical_bytes
@@ -27,8 +26,7 @@ DEFAULT_SERVER = "http://127.0.0.1:4443"
 USER_AGENT = "tufnotary-client/0.1.0"
 
 
-@dataclass(frozen=True)
-class HttpConfig:
+class HttpConfig(NamedTuple):
     server: str = DEFAULT_SERVER
     connect_timeout: float = 5.0
     read_timeout: float = 30.0

@@ -350,7 +350,7 @@ class Publisher:
         uploads = draft.uploads()
         reply = self.server.upload(draft.collection, uploads)
         for role in draft.clear_staged:
-            self.trust.write_staged(draft.collection, StagedChanges(), role)
+            self.trust.write_staged(draft.collection, StagedChanges({}), role)
         for role, data in uploads.items():
             if isinstance(draft.roles[role].metadata.signed, Targets):
                 self.trust.remember_published(draft.collection, role, data)

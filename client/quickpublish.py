@@ -29,9 +29,8 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tufnotary.client import keyfiles
 from tufnotary.client.canonical import canonical_bytes
@@ -60,8 +59,7 @@ def role_for_target(succinct: dict[str, Any], path: str) -> str:
     return f"{succinct['name_prefix']}-{first >> (32 - bit_length):0{width}x}"
 
 
-@dataclass
-class RoleDraft:
+class RoleDraft(NamedTuple):
     """One role this publish re-signs: its next `signed` body and the delegation it must meet."""
 
     name: str
@@ -71,8 +69,7 @@ class RoleDraft:
     threshold: int
 
 
-@dataclass
-class Plan:
+class Plan(NamedTuple):
     """The roles of one express publish, and what it does to the staged paths."""
 
     roles: list[RoleDraft]
@@ -194,7 +191,7 @@ def publish(trust: TrustDir, collection: str, server: ServerClient, passphrases:
         if e.status in RETRY_STATUSES:
             return None
         raise
-    trust.write_staged(collection, StagedChanges())
+    trust.write_staged(collection, StagedChanges({}))
     for name, data in uploads.items():
         trust.remember_published(collection, name, data)
     versions = {role.name: role.signed["version"] for role in drafted.roles}
