@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -180,3 +182,94 @@ def test_signbatch_streams_one_message_per_item_with_the_results_of_a_grouped_ba
     ]
     assert streamed[1].error.highest_signed_version == 1
     assert streamed[1].error.grpc_status == grpc.StatusCode.ABORTED.value[0]
+
+
+def test_each_batch_item_reports_the_first_rule_it_breaks(
+    running: RunningSigner, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    """The order of the checks, when an item breaks several rules: the key exists, the request names its collection
+    and role, the payload, the private key can be used, the key is not retired, the version. Keys retired or
+    deleted by another replica after this signer cached their private halves are refused too."""
+    store = running.keystore
+    live = store.create_key("team/live", "timestamp")
+    retired = store.create_key("team/retired", "timestamp")
+    store.retire_key(retired.key_id)
+    elsewhere = store.create_key("team/custody", "timestamp")
+    gone = store.create_key("team/gone", "timestamp")
+    retired_elsewhere = store.create_key("team/retired-elsewhere", "timestamp")
+    stub = signer_pb2_grpc.SignerStub(channel)
+
+    def request(key: KeyRecord | str, payload: bytes, collection: str = "", role: str = "timestamp"):
+        key_id = key if isinstance(key, str) else key.key_id
+        collection = collection or (COLLECTION if isinstance(key, str) else key.collection)
+        return signer_pb2.SignRequest(key_id=key_id, payload=payload, collection=collection, role=role)
+
+    # This signer caches the private halves of `gone` and `retired_elsewhere`; another replica then
+    # deletes one and retires the other (here: straight in the shared catalog).
+    warm = [request(gone, tuf_payload("timestamp", 1)), request(retired_elsewhere, tuf_payload("timestamp", 1))]
+    assert all(r.HasField("signature") for g in stub.SignBatchGrouped(signer_pb2.SignBatchRequest(requests=warm),
+                                                                      timeout=30) for r in g.results)
+    with sqlite3.connect(tmp_path / "signer.db") as db:
+        db.execute("DELETE FROM signer_keys WHERE key_id = ?", (gone.key_id,))
+        db.execute("UPDATE signer_keys SET state = 'retired', active = 0 WHERE key_id = ?", (retired_elsewhere.key_id,))
+        db.execute("UPDATE signer_keys SET custody = 'pkcs11' WHERE key_id = ?", (elsewhere.key_id,))
+    db.close()
+
+    good, not_json = tuf_payload("timestamp", 2), b"not json"
+    too_long = tuf_payload("timestamp", 2, timedelta(days=3))
+    requests = [
+        request("0" * 64, not_json),
+        request(live, not_json, collection="team/other"),
+        request(live, too_long, role="snapshot"),
+        request(retired, good, collection="team/other"),
+        request(retired, not_json),
+        request(retired, good),
+        request(elsewhere, good, collection="team/other"),
+        request(elsewhere, too_long),
+        request(elsewhere, good),
+        request(gone, good),
+        request(gone, good, collection="team/other"),
+        request(retired_elsewhere, good),
+        request(retired_elsewhere, good, role="snapshot"),
+        request(live, good),
+        request(live, good),
+    ]
+    names = {k.key_id: n for n, k in [("LIVE", live), ("RETIRED", retired), ("CUSTODY", elsewhere), ("GONE", gone),
+                                        ("RETIRED_ELSEWHERE", retired_elsewhere)]}
+
+    def message(text: str) -> str:
+        for key_id, name in names.items():
+            text = text.replace(key_id, name)
+        return re.sub(r"expires \S+, | \(latest allowed now: [^)]*\)", "", text)
+
+    results = [r for g in stub.SignBatchGrouped(signer_pb2.SignBatchRequest(requests=requests), timeout=30)
+               for r in g.results]
+    assert [(r.error.code, message(r.error.message)) if r.HasField("error") else "signed" for r in results] == [
+        ("KEY_NOT_FOUND", f"the signer holds no key {'0' * 64}"),
+        ("INVALID_REQUEST", "key LIVE belongs to team/live timestamp, not to team/other timestamp"),
+        ("INVALID_REQUEST", "key LIVE belongs to team/live timestamp, not to team/live snapshot"),
+        ("INVALID_REQUEST", "key RETIRED belongs to team/retired timestamp, not to team/other timestamp"),
+        ("INVALID_REQUEST", "the payload is not JSON: the signer only signs TUF timestamp metadata"),
+        ("KEY_RETIRED", "key RETIRED is retired: it never signs again"),
+        ("INVALID_REQUEST", "key CUSTODY belongs to team/custody timestamp, not to team/other timestamp"),
+        ("EXPIRY_TOO_LONG", "timestamp metadata version 2 beyond the signer's maximum window of 1 day, 0:00:00 "
+                            "for timestamp"),
+        ("KEY_UNWRAP_FAILED", "key CUSTODY is held in 'pkcs11' custody, which this signer is not configured for"),
+        ("KEY_NOT_FOUND", "the signer holds no key GONE"),
+        ("KEY_NOT_FOUND", "the signer holds no key GONE"),
+        ("KEY_RETIRED", "key RETIRED_ELSEWHERE is retired: it never signs again"),
+        ("INVALID_REQUEST", "key RETIRED_ELSEWHERE belongs to team/retired-elsewhere timestamp, not to "
+                            "team/retired-elsewhere snapshot"),
+        "signed",
+        ("VERSION_ALREADY_SIGNED", "version 2 already signed: key LIVE (team/live timestamp) signs only versions "
+                                   "above 2"),
+    ]
+    assert [(e.key_id, e.version) for e in store.audit_entries()] == [
+        (gone.key_id, 1), (retired_elsewhere.key_id, 1), (live.key_id, 2)
+    ]
+    single = stub.Sign  # one item: the same order
+    for item, expected in [(requests[1], grpc.StatusCode.INVALID_ARGUMENT), (requests[9], grpc.StatusCode.NOT_FOUND),
+                           (requests[11], grpc.StatusCode.FAILED_PRECONDITION)]:
+        with pytest.raises(grpc.RpcError) as refused:
+            single(item, timeout=30)
+        assert refused.value.code() == expected  # type: ignore[attr-defined]
