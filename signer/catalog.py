@@ -10,7 +10,7 @@ import abc
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,18 +243,20 @@ class CatalogKeyStore(KeyStore):
             return []
         with self._db.transaction() as cur:
             rows = self._lock_claimed(cur, sorted({claim.key_id for claim in claims}))
-            decision = decide({key_id: KeyState(*row[:5]) for key_id, row in rows.items()}, claims)
-            self._db.execute_all(cur, self._claim_writes(decision, rows, client_subject))
+            decision = decide(rows, claims)
+            # Only a rotation retires a key here: its material is read then, not with every claim.
+            material = self._material(cur, decision.retired) if decision.retired else {}
+            self._db.execute_all(cur, self._claim_writes(decision, rows, material, client_subject))
         refused = {claim.key_id for claim, outcome in zip(claims, decision.outcomes)
-                   if isinstance(outcome, (KeyNotFoundError, KeyRetiredError))}
+                   if outcome is not None and isinstance(outcome, (KeyNotFoundError, KeyRetiredError))}
         self._forget(*refused, *decision.retired)  # gone or retired, here or by another replica
         for key_id in decision.promoted:
-            collection, role = rows[key_id][1:3]
-            retired = [r for r in decision.retired if rows[r][1:3] == (collection, role)]
+            pair = rows[key_id][1:3]
+            retired = [r for r in decision.retired if rows[r][1:3] == pair]
             log.info("rotated collection=%s role=%s active key_id=%s retired key_id=%s",
-                     collection, role, key_id, retired[0] if retired else "-")
+                     *pair, key_id, retired[0] if retired else "-")
         for key_id in decision.retired:
-            self._destroy_quietly(key_id, Material(*rows[key_id][5:8]))
+            self._destroy_quietly(key_id, material[key_id])
         return decision.outcomes
 
     def retire_key(self, key_id: str) -> bool:
@@ -338,12 +340,12 @@ class CatalogKeyStore(KeyStore):
         return self._get_in_state(collection, role, "pending")
 
     def _claim_writes(
-        self, decision: Decision, rows: dict[str, tuple[Any, ...]], client_subject: str
+        self, decision: Decision, rows: Mapping[str, KeyState], material: Mapping[str, Material], client_subject: str
     ) -> list[tuple[str, Sequence[Any]]]:
         """The statements that make `decision` durable, in the order `Decision` gives."""
         writes: list[tuple[str, Sequence[Any]]] = [
             ("UPDATE signer_keys SET state = 'retired', active = 0, wrapped_private = ?, kdf_salt = '' WHERE key_id = ?",
-             (self._retired_material(rows[key_id][5]), key_id))
+             (self._retired_material(material[key_id].wrapped_private), key_id))
             for key_id in decision.retired
         ]
         # The marks and the audit rows travel as one JSON parameter each, however many there are.
@@ -362,7 +364,8 @@ class CatalogKeyStore(KeyStore):
                 f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) SELECT ?, a.key_id, a.collection, a.role, a.version,"
                 f" a.payload_sha256, ? FROM {audited} AS a ORDER BY a.ordinal",
                 [now_iso(), client_subject, json_param([
-                    [claim.key_id, rows[claim.key_id][1], rows[claim.key_id][2], claim.version, claim.payload_sha256]
+                    [claim.key_id, rows[claim.key_id].collection, rows[claim.key_id].role, claim.version,
+                     claim.payload_sha256]
                     for claim in decision.accepted
                 ])],
             ))
@@ -382,20 +385,32 @@ class CatalogKeyStore(KeyStore):
             self._signers_generation += 1
             self._signers.clear()
 
-    def _lock_claimed(self, cur: Any, key_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    def _lock_claimed(self, cur: Any, key_ids: Sequence[str]) -> dict[str, KeyState]:
         """The rows of `key_ids` and the active row of the pair of each pending one, locked in key id order in
         one statement (concurrent claims cannot deadlock), by key id."""
         claimed = self._db.json_rows([("key_id", "text")])
         ids = json_param([[key_id] for key_id in key_ids])
         self._db.execute(
             cur,
-            "SELECT key_id, collection, role, state, max_signed_version, wrapped_private, kdf_salt, passphrase_alias"
+            "SELECT key_id, collection, role, state, max_signed_version"
             f" FROM signer_keys WHERE key_id IN (SELECT key_id FROM {claimed} AS c) OR (state = 'active' AND collection IN"
             f" (SELECT collection FROM signer_keys WHERE key_id IN (SELECT key_id FROM {claimed} AS p) AND state = 'pending'))"
             f" ORDER BY key_id{self._db.for_update}",
             [ids, ids],
         )
-        return {row[0]: (*row[:4], int(row[4]), *row[5:]) for row in cur.fetchall()}
+        return {row[0]: KeyState(row[0], row[1], row[2], row[3], int(row[4])) for row in cur.fetchall()}
+
+    def _material(self, cur: Any, key_ids: Sequence[str]) -> dict[str, Material]:
+        """Where the private halves of `key_ids` are, from rows this transaction already locked."""
+        found: dict[str, Material] = {}
+        for part in _parts(key_ids):
+            self._db.execute(
+                cur,
+                f"SELECT key_id, wrapped_private, kdf_salt, passphrase_alias FROM signer_keys WHERE key_id IN ({_marks(part)})",
+                part,
+            )
+            found.update((row[0], Material(row[1], row[2], row[3])) for row in cur.fetchall())
+        return found
 
     def _lock_row(self, cur: Any, where: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         self._db.execute(

@@ -4,15 +4,18 @@ Pure: the rows (as read under lock in one transaction) and the claims in, each c
 writes that make the accepted ones durable out. Claims are decided in order, each seeing the effect of
 the ones before it, so a batch decides exactly as the same claims made one after another would: a second
 claim of one version is `VERSION_ALREADY_SIGNED`, a pending key's first accepted claim retires the active
-key of its pair, and a later claim on that retired key is `KEY_RETIRED`.
+key of its pair, and a later claim on that retired key is `KEY_RETIRED`. A claim that names a collection and
+role is refused unless they are its key's (`binding_error`), checked on the locked row before anything else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from tufnotary.signer.errors import (
+    InvalidRequestError,
     KeyNotFoundError,
     KeyRetiredError,
     RollbackRefusedError,
@@ -21,24 +24,35 @@ from tufnotary.signer.errors import (
 )
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A signature about to be made: the key, the version of the payload, the payload's SHA-256 (hex)."""
+class Claim(NamedTuple):
+    """A signature about to be made: the key, the version of the payload, the payload's SHA-256 (hex), and the
+    collection and role the request named for the key (None: not checked). A tuple: a batch makes one per item."""
 
     key_id: str
     version: int
     payload_sha256: str
+    collection: str | None = None
+    role: str | None = None
 
 
-@dataclass(frozen=True)
-class KeyState:
-    """The mutable part of a catalog row, read under its row lock."""
+class KeyState(NamedTuple):
+    """A catalog row as read under its row lock: what it is for and its mutable part."""
 
     key_id: str
     collection: str
     role: str
     state: str
     highest: int
+
+
+def binding_error(key_id: str, key_collection: str, key_role: str, collection: str, role: str) -> SignerError | None:
+    """The refusal of a request naming (`collection`, `role`) for a key of (`key_collection`, `key_role`), or None."""
+    if collection == key_collection and role == key_role:
+        return None
+    return InvalidRequestError(
+        f"key {key_id} belongs to {key_collection} {key_role}, "
+        f"not to {collection or '(no collection)'} {role or '(no role)'}"
+    )
 
 
 @dataclass
@@ -66,6 +80,11 @@ def decide(rows: Mapping[str, KeyState], claims: Sequence[Claim]) -> Decision:
         if row is None:
             decision.outcomes.append(KeyNotFoundError(f"the signer holds no key {claim.key_id}"))
             continue
+        if claim.collection is not None or claim.role is not None:
+            error = binding_error(row.key_id, row.collection, row.role, claim.collection or "", claim.role or "")
+            if error is not None:
+                decision.outcomes.append(error)
+                continue
         if state[row.key_id] == "retired":
             decision.outcomes.append(KeyRetiredError(f"key {row.key_id} is retired: it never signs again"))
             continue

@@ -1,7 +1,9 @@
 """The signing policy: what the signer checks in a request before a key signs it.
 
 Pure: bytes, the key's record and the time in, a `CheckedPayload` or a `SignerError` out. The key
-store then enforces the one stateful rule (the version high-water mark) atomically.
+store then enforces the one stateful rule (the version high-water mark) atomically. `check_metadata` is the
+part that needs no record (everything but the key's collection and role), for callers that check those
+under the key store's row lock (`Claim`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from securesystemslib.formats import encode_canonical
 from tuf.api.metadata import Snapshot, Timestamp
 
+from tufnotary.signer.claims import binding_error
 from tufnotary.signer.errors import ExpiryTooLongError, InvalidRequestError
 from tufnotary.signer.keystore import KeyRecord
 from tufnotary.signer.signed_fields import plain_fields
@@ -63,11 +66,15 @@ def check_payload(
     The request must name the key's own collection and role; the payload must be the canonical JSON of
     a valid TUF `signed` object of that role that expires within the policy's window from `now`.
     """
-    if collection != record.collection or role != record.role:
-        raise InvalidRequestError(
-            f"key {record.key_id} belongs to {record.collection} {record.role}, "
-            f"not to {collection or '(no collection)'} {role or '(no role)'}"
-        )
+    error = binding_error(record.key_id, record.collection, record.role, collection, role)
+    if error is not None:
+        raise error
+    return check_metadata(policy, role, payload, now)
+
+
+def check_metadata(policy: SigningPolicy, role: str, payload: bytes, now: datetime) -> CheckedPayload:
+    """`check_payload` but for the key's collection and role, which the caller checks: accept `payload` as `role`
+    metadata (`role` being the key's), or raise saying why the signer will not sign it."""
     has_floats = False
     try:
         try:

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 import sqlite3
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,11 +15,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from securesystemslib.signer import Signature
 
-from tests.signer.harness import RunningSigner, tuf_payload
+from tests.signer.harness import RunningSigner, inprocess_signer, remote_signer, tuf_payload
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.server.errors import SignerRefusedError
 from tufnotary.server.remote_signer import RemoteSigner
-from tufnotary.signer.keystore import KeyRecord
+from tufnotary.signer.certs import DevCertPaths
+from tufnotary.signer.keystore import KeyRecord, KeyStore
+from tufnotary.signer.policy import SigningPolicy
 from tufnotary.signer.service import CLAIMS_PER_TRANSACTION, SERVICE_NAME
 
 COLLECTION = "wabbit-networks/net-monitor"
@@ -273,3 +276,28 @@ def test_each_batch_item_reports_the_first_rule_it_breaks(
         with pytest.raises(grpc.RpcError) as refused:
             single(item, timeout=30)
         assert refused.value.code() == expected  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("change", ["retire", "delete"])
+def test_a_key_another_replica_retires_or_deletes_between_batches_is_refused_on_every_backend(
+    replicas: Callable[[], KeyStore], dev_certs: DevCertPaths, tmp_path: Path, change: str
+) -> None:
+    serving, admin = replicas(), replicas()
+    with inprocess_signer(dev_certs, tmp_path, keystore=serving, policy=SigningPolicy()) as running, \
+            remote_signer(running.address, dev_certs) as client:
+        key = client.create_key(COLLECTION, "timestamp")
+        other = client.create_key("team/other", "timestamp")
+        first = client.sign_batch([(key, tuf_payload("timestamp", 1)), (other, tuf_payload("timestamp", 1))])
+        assert not any(isinstance(r, Exception) for r in first)  # both private halves are cached now
+        if change == "retire":
+            admin.retire_key(key.keyid)
+        else:
+            admin.delete_key(key.keyid)
+        payload = tuf_payload("timestamp", 2)
+        refused, signed = client.sign_batch([(key, payload), (other, payload)])
+        assert isinstance(refused, SignerRefusedError)
+        assert refused.detail["code"] == ("KEY_RETIRED" if change == "retire" else "KEY_NOT_FOUND")
+        other.verify_signature(signed, payload)  # type: ignore[arg-type]
+        assert [(e.key_id, e.version) for e in admin.audit_entries()] == [
+            (key.keyid, 1), (other.keyid, 1), (other.keyid, 2)
+        ]
