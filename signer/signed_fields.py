@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 _EXPIRES = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z", re.ASCII)
@@ -28,7 +29,7 @@ def plain_fields(signed: dict[str, Any], role: str) -> tuple[int, datetime] | No
     version, spec_version, meta = signed["version"], signed["spec_version"], signed["meta"]
     if type(version) is not int or version < 1:
         return None
-    if type(spec_version) is not str or _SPEC_VERSION.fullmatch(spec_version) is None:
+    if type(spec_version) is not str or not _plain_spec_version(spec_version):
         return None
     if type(meta) is not dict:
         return None
@@ -40,7 +41,8 @@ def plain_fields(signed: dict[str, Any], role: str) -> tuple[int, datetime] | No
     for entry in meta.values():  # a loop: all() over a generator cost a third of this function
         if not _plain_meta_file(entry):
             return None
-    expires = _expires(signed["expires"])
+    expires = signed["expires"]
+    expires = _expires(expires) if type(expires) is str else None
     return None if expires is None else (version, expires)
 
 
@@ -63,10 +65,11 @@ def _plain_meta_file(entry: Any) -> bool:
     return True
 
 
-def _expires(value: Any) -> datetime | None:
+# A batch's payloads share a few expiry and spec_version strings: each is read once. Both caches are bounded
+# and hold immutable values (an aware datetime, a bool).
+@lru_cache(maxsize=4096)
+def _expires(value: str) -> datetime | None:
     """`YYYY-MM-DDTHH:MM:SSZ` (ASCII digits, two per field but the year's four) as an aware UTC datetime, or None."""
-    if type(value) is not str:
-        return None
     match = _EXPIRES.fullmatch(value)
     if match is None:
         return None
@@ -74,3 +77,8 @@ def _expires(value: Any) -> datetime | None:
         return datetime(*map(int, match.groups()), tzinfo=timezone.utc)  # type: ignore[misc]
     except ValueError:  # no such date or time (month 13, February 30, hour 24...)
         return None
+
+
+@lru_cache(maxsize=256)
+def _plain_spec_version(value: str) -> bool:
+    return _SPEC_VERSION.fullmatch(value) is not None
