@@ -21,7 +21,7 @@ from tuf.api.metadata import Snapshot, Timestamp
 from tufnotary.signer.claims import binding_error
 from tufnotary.signer.errors import ExpiryTooLongError, InvalidRequestError
 from tufnotary.signer.keystore import KeyRecord
-from tufnotary.signer.signed_fields import plain_fields
+from tufnotary.signer.signed_fields import canonical_plain_timestamp, plain_fields
 
 MAX_VERSION = 2**63 - 1  # a signed 64-bit integer: the catalog's high-water marks and audit rows
 
@@ -78,6 +78,28 @@ def check_payload(
 def check_metadata(policy: SigningPolicy, role: str, payload: bytes, now: datetime) -> CheckedPayload:
     """`check_payload` but for the key's collection and role, which the caller checks: accept `payload` as `role`
     metadata (`role` being the key's), or raise saying why the signer will not sign it."""
+    # The exact bytes the server sends for a timestamp are read without decoding; anything else is decoded.
+    fields = canonical_plain_timestamp(payload) if role == "timestamp" else None
+    version, expires = fields or _decoded_fields(role, payload)
+    # python-tuf takes `true` for 1 (bool is an int); the catalog stores 64-bit versions.
+    if type(version) is not int or version < 1:
+        raise InvalidRequestError(f"the {role} metadata has no valid version (a positive integer)")
+    if version > MAX_VERSION:
+        raise InvalidRequestError(
+            f"the {role} metadata version {version} is above {MAX_VERSION}, the largest version the signer records"
+        )
+    limit = now + policy._windows[role]
+    if expires > limit:
+        raise ExpiryTooLongError(
+            f"{role} metadata version {version} expires {expires.isoformat()}, beyond the signer's "
+            f"maximum window of {policy.max_expiry[role]} for {role} (latest allowed now: {limit.isoformat()})"
+        )
+    return CheckedPayload(version, expires, hashlib.sha256(payload).hexdigest())
+
+
+def _decoded_fields(role: str, payload: bytes) -> tuple[object, datetime]:
+    """(version, expires) of `payload` decoded, once it proved to be the canonical JSON of `role` metadata that
+    python-tuf accepts (the version still to be checked); else raise saying why not."""
     has_floats = False
     try:
         try:
@@ -97,20 +119,7 @@ def check_metadata(policy: SigningPolicy, role: str, payload: bytes, now: dateti
         raise InvalidRequestError(f"the payload is not valid TUF {role} metadata ({type(e).__name__})") from None
     if not canonical:
         raise InvalidRequestError(f"the payload is not the canonical JSON of TUF {role} metadata")
-    # python-tuf takes `true` for 1 (bool is an int); the catalog stores 64-bit versions.
-    if type(version) is not int or version < 1:
-        raise InvalidRequestError(f"the {role} metadata has no valid version (a positive integer)")
-    if version > MAX_VERSION:
-        raise InvalidRequestError(
-            f"the {role} metadata version {version} is above {MAX_VERSION}, the largest version the signer records"
-        )
-    limit = now + policy._windows[role]
-    if expires > limit:
-        raise ExpiryTooLongError(
-            f"{role} metadata version {version} expires {expires.isoformat()}, beyond the signer's "
-            f"maximum window of {policy.max_expiry[role]} for {role} (latest allowed now: {limit.isoformat()})"
-        )
-    return CheckedPayload(version, expires, hashlib.sha256(payload).hexdigest())
+    return version, expires
 
 
 def _parsed_fields(signed: dict, role: str) -> tuple[int, datetime]:

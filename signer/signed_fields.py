@@ -5,6 +5,10 @@ building python-tuf objects (which cost the signer about as much CPU as the sign
 and find the same version and expiry. For anything else — unrecognized fields, `null` or `true` where a number is
 expected, dates `strptime` reads more leniently, malformed metadata — it answers None and the caller lets
 python-tuf decide, so the signer accepts and refuses exactly what python-tuf does.
+
+`canonical_plain_timestamp` goes one step further for the timestamp our server sends: it reads the version and
+expiry straight from the payload bytes when they are, character for character, the canonical JSON of a plain
+timestamp — which then needs neither decoding nor re-encoding to be checked.
 """
 
 from __future__ import annotations
@@ -18,6 +22,14 @@ _EXPIRES = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):(
 # python-tuf: two or three dot-separated digit strings, the first "1".
 _SPEC_VERSION = re.compile(r"1\.[0-9]+(?:\.[0-9]+)?", re.ASCII)
 _SIGNED_KEYS = frozenset({"_type", "spec_version", "version", "expires", "meta"})
+# The canonical JSON of a plain timestamp, and nothing else: the keys in canonical (sorted) order, no whitespace,
+# integers without leading zeros, strings of characters that need no escaping. A snapshot.json entry with an
+# optional lowercase-hex sha256 hash and an optional length. Anything else is left to the decoding path.
+_CANONICAL_TIMESTAMP = re.compile(
+    rb'\{"_type":"timestamp","expires":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)",'
+    rb'"meta":\{"snapshot\.json":\{(?:"hashes":\{"sha256":"[0-9a-f]+"\},)?(?:"length":(?:0|[1-9][0-9]*),)?'
+    rb'"version":[1-9][0-9]*\}\},"spec_version":"(1\.[0-9]+(?:\.[0-9]+)?)","version":([1-9][0-9]*)\}'
+)
 _META_FILE_KEYS = frozenset({"version", "length", "hashes"})
 
 
@@ -44,6 +56,17 @@ def plain_fields(signed: dict[str, Any], role: str) -> tuple[int, datetime] | No
     expires = signed["expires"]
     expires = _expires(expires) if type(expires) is str else None
     return None if expires is None else (version, expires)
+
+
+def canonical_plain_timestamp(payload: bytes) -> tuple[int, datetime] | None:
+    """(version, expires in UTC) if `payload` is exactly the canonical JSON of a plain timestamp (see
+    `_CANONICAL_TIMESTAMP`) that python-tuf accepts; else None (decode the payload and decide from there). When it
+    answers, decoding, the canonical check and `plain_fields` would answer the same."""
+    match = _CANONICAL_TIMESTAMP.fullmatch(payload)
+    if match is None:
+        return None
+    expires = _expires(match[1].decode("ascii"))
+    return None if expires is None else (int(match[3]), expires)
 
 
 def _plain_meta_file(entry: Any) -> bool:
