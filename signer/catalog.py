@@ -222,6 +222,23 @@ class CatalogKeyStore(KeyStore):
                     self._signers.popitem(last=False)
         return signer
 
+    def signers_for(self, key_ids: Iterable[str]) -> dict[str, Signer | Exception]:
+        # The cached signers under one lock acquisition for the whole batch; the others one by one.
+        found: dict[str, Signer | Exception | None] = {}
+        with self._signers_lock:
+            for key_id in key_ids:
+                if key_id not in found:
+                    signer = found[key_id] = self._signers.get(key_id)
+                    if signer is not None:
+                        self._signers.move_to_end(key_id)
+        for key_id, signer in found.items():
+            if signer is None:
+                try:
+                    found[key_id] = self.signer_for(key_id)
+                except Exception as e:  # noqa: BLE001 - reported for this key's items only
+                    found[key_id] = e
+        return found  # type: ignore[return-value]  # every None was replaced
+
     def _load(self, key_id: str) -> Signer:
         rows = self._db.select(
             f"SELECT {_PUBLIC_COLUMNS}, wrapped_private, kdf_salt, passphrase_alias, custody"
@@ -246,7 +263,7 @@ class CatalogKeyStore(KeyStore):
             decision = decide(rows, claims)
             # Only a rotation retires a key here: its material is read then, not with every claim.
             material = self._material(cur, decision.retired) if decision.retired else {}
-            self._db.execute_all(cur, self._claim_writes(decision, rows, material, client_subject))
+            self._db.execute_all(cur, self._claim_writes(decision, material, client_subject))
         refused = {claim.key_id for claim, outcome in zip(claims, decision.outcomes)
                    if outcome is not None and isinstance(outcome, (KeyNotFoundError, KeyRetiredError))}
         self._forget(*refused, *decision.retired)  # gone or retired, here or by another replica
@@ -340,35 +357,34 @@ class CatalogKeyStore(KeyStore):
         return self._get_in_state(collection, role, "pending")
 
     def _claim_writes(
-        self, decision: Decision, rows: Mapping[str, KeyState], material: Mapping[str, Material], client_subject: str
+        self, decision: Decision, material: Mapping[str, Material], client_subject: str
     ) -> list[tuple[str, Sequence[Any]]]:
-        """The statements that make `decision` durable, in the order `Decision` gives."""
+        """The statements that make `decision` durable, in the order `Decision` gives (its `marks` are the highest
+        accepted version of each key, which the statement reads from the accepted claims)."""
         writes: list[tuple[str, Sequence[Any]]] = [
             ("UPDATE signer_keys SET state = 'retired', active = 0, wrapped_private = ?, kdf_salt = '' WHERE key_id = ?",
              (self._retired_material(material[key_id].wrapped_private), key_id))
             for key_id in decision.retired
         ]
-        # The marks and the audit rows travel as one JSON parameter each, however many there are.
-        if decision.marks:
-            marks = self._db.json_rows([("key_id", "text"), ("version", "integer")])
-            writes.append((
-                f"UPDATE signer_keys SET max_signed_version = m.version FROM {marks} AS m WHERE signer_keys.key_id = m.key_id",
-                [json_param(sorted(decision.marks.items()))],
-            ))
+        # The accepted claims travel as one JSON parameter, however many there are, read by two statements: each
+        # key's new mark is its highest accepted version (a key's accepted versions only go up), and the audit rows
+        # take the collection and role from the key's row.
+        if not decision.accepted:
+            return writes  # nothing retired or promoted either
+        accepted = self._db.json_rows([("key_id", "text"), ("version", "integer"), ("payload_sha256", "text")])
+        claims = json_param([[claim.key_id, claim.version, claim.payload_sha256] for claim in decision.accepted])
+        writes.append((
+            "UPDATE signer_keys SET max_signed_version = m.version FROM (SELECT key_id, MAX(version) AS version"
+            f" FROM {accepted} AS a GROUP BY key_id) AS m WHERE signer_keys.key_id = m.key_id",
+            [claims],
+        ))
         for part in _parts(decision.promoted):
             writes.append((f"UPDATE signer_keys SET state = 'active', active = 1 WHERE key_id IN ({_marks(part)})", part))
-        if decision.accepted:
-            audited = self._db.json_rows([("key_id", "text"), ("collection", "text"), ("role", "text"),
-                                          ("version", "integer"), ("payload_sha256", "text")])
-            writes.append((
-                f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) SELECT ?, a.key_id, a.collection, a.role, a.version,"
-                f" a.payload_sha256, ? FROM {audited} AS a ORDER BY a.ordinal",
-                [now_iso(), client_subject, json_param([
-                    [claim.key_id, rows[claim.key_id].collection, rows[claim.key_id].role, claim.version,
-                     claim.payload_sha256]
-                    for claim in decision.accepted
-                ])],
-            ))
+        writes.append((
+            f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) SELECT ?, a.key_id, k.collection, k.role, a.version,"
+            f" a.payload_sha256, ? FROM {accepted} AS a JOIN signer_keys AS k ON k.key_id = a.key_id ORDER BY a.ordinal",
+            [now_iso(), client_subject, claims],
+        ))
         return writes
 
     def _forget(self, *key_ids: str) -> None:

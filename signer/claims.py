@@ -75,46 +75,49 @@ def decide(rows: Mapping[str, KeyState], claims: Sequence[Claim]) -> Decision:
     highest = {key_id: row.highest for key_id, row in rows.items()}
     active_of = {(row.collection, row.role): key_id for key_id, row in rows.items() if row.state == "active"}
     decision = Decision()
+    outcomes = decision.outcomes
     for claim in claims:
-        row = rows.get(claim.key_id)
+        key_id = claim.key_id
+        row = rows.get(key_id)
         if row is None:
-            decision.outcomes.append(KeyNotFoundError(f"the signer holds no key {claim.key_id}"))
+            outcomes.append(KeyNotFoundError(f"the signer holds no key {key_id}"))
             continue
-        if claim.collection is not None or claim.role is not None:
-            error = binding_error(row.key_id, row.collection, row.role, claim.collection or "", claim.role or "")
-            if error is not None:
-                decision.outcomes.append(error)
-                continue
-        if state[row.key_id] == "retired":
-            decision.outcomes.append(KeyRetiredError(f"key {row.key_id} is retired: it never signs again"))
+        if (claim.collection is not None or claim.role is not None) and (
+            claim.collection != row.collection or claim.role != row.role
+        ):
+            outcomes.append(binding_error(key_id, row.collection, row.role, claim.collection or "", claim.role or ""))
             continue
-        pair = (row.collection, row.role)
-        mark = highest[row.key_id]
-        partner = active_of.get(pair) if state[row.key_id] == "pending" else None
+        current = state[key_id]
+        if current == "retired":
+            outcomes.append(KeyRetiredError(f"key {key_id} is retired: it never signs again"))
+            continue
+        mark = highest[key_id]
+        partner = active_of.get((row.collection, row.role)) if current == "pending" else None
         if partner is not None:
             mark = max(mark, highest[partner])
-        if claim.version == mark:
-            decision.outcomes.append(VersionAlreadySignedError(
-                f"version {claim.version} already signed: key {row.key_id} ({row.collection} {row.role}) "
+        version = claim.version
+        if version == mark:
+            outcomes.append(VersionAlreadySignedError(
+                f"version {version} already signed: key {key_id} ({row.collection} {row.role}) "
                 f"signs only versions above {mark}",
                 mark,
             ))
             continue
-        if claim.version < mark:
-            decision.outcomes.append(RollbackRefusedError(
-                f"key {row.key_id} already signed version {mark}; it will not sign the lower version {claim.version}",
+        if version < mark:
+            outcomes.append(RollbackRefusedError(
+                f"key {key_id} already signed version {mark}; it will not sign the lower version {version}",
                 mark,
             ))
             continue
         if partner is not None:
             state[partner] = "retired"
             decision.retired.append(partner)
-        if state[row.key_id] == "pending":
-            decision.promoted.append(row.key_id)
-        state[row.key_id] = "active"
-        active_of[pair] = row.key_id
-        highest[row.key_id] = claim.version
-        decision.marks[row.key_id] = claim.version
+        if current == "pending":  # now the pair's active key (an active key already is)
+            decision.promoted.append(key_id)
+            state[key_id] = "active"
+            active_of[row.collection, row.role] = key_id
+        highest[key_id] = version
+        decision.marks[key_id] = version
         decision.accepted.append(claim)
-        decision.outcomes.append(None)
+        outcomes.append(None)
     return decision
