@@ -229,19 +229,20 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
                 accepted.append((index, check_metadata(self._policy, item.role, item.payload, now)))
             except Exception as e:  # noqa: BLE001 - reported for this item only
                 early[index] = e
+        key_ids = [item.key_id for item in items]  # read from the message once
         # Unwrap before claiming, so that a failure changes nothing.
         try:
-            signers = self._keystore.signers_for(items[index].key_id for index, _ in accepted) if accepted else {}
+            signers = self._keystore.signers_for(key_ids[index] for index, _ in accepted) if accepted else {}
         except Exception as e:  # noqa: BLE001 - every accepted item reports it
-            signers = {items[index].key_id: e for index, _ in accepted}
+            signers = {key_ids[index]: e for index, _ in accepted}
         ready: list[tuple[int, CheckedPayload, Signer]] = []
         for index, checked in accepted:
-            signer = signers[items[index].key_id]
+            signer = signers[key_ids[index]]
             if isinstance(signer, Exception):
                 early[index] = signer
             else:
                 ready.append((index, checked, signer))
-        claims = [Claim(items[index].key_id, checked.version, checked.sha256, items[index].collection, items[index].role)
+        claims = [Claim(key_ids[index], checked.version, checked.sha256, items[index].collection, items[index].role)
                   for index, checked, _ in ready]
         try:
             outcomes: Sequence[Exception | None] = (
@@ -317,8 +318,9 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
     ) -> Iterator[signer_pb2.SignBatchResults]:
         for start, results in self._sign_batch(request, context, "SignBatchGrouped"):
             group = signer_pb2.SignBatchResults()
-            for offset, result in enumerate(results):
-                self._fill_result(group.results.add(), start + offset, result)
+            add = group.results.add
+            for index, result in enumerate(results, start):
+                self._fill_result(add(), index, result)
             yield group
 
     def _sign_batch(
@@ -357,8 +359,8 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
         """Write item `index`'s signature or refusal into `message` (filled in place: no message copies)."""
         message.index = index
         if isinstance(result, Signature):
-            message.signature.key_id = result.keyid
-            message.signature.signature = result.signature
+            signature = message.signature
+            signature.key_id, signature.signature = result.keyid, result.signature
             return
         error = message.error
         error.SetInParent()  # the error is set even if every field it gets is a default
