@@ -169,7 +169,7 @@ def test_signbatch_streams_one_message_per_item_with_the_results_of_a_grouped_ba
         """Each result with its key, collection and the clock left out of the messages."""
         def message(text: str) -> str:
             text = text.replace(key.key_id, "KEY").replace(key.collection, "COLLECTION")
-            return re.sub(r"latest allowed now: [^)]*", "", text)
+            return re.sub(r"expires \S+, |latest allowed now: [^)]*", "", text)
         return [(r.index, "signed") if r.HasField("signature") else
                 (r.index, r.error.code, r.error.grpc_status, message(r.error.message), r.error.highest_signed_version)
                 for r in results]
