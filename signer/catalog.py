@@ -359,8 +359,7 @@ class CatalogKeyStore(KeyStore):
     def _claim_writes(
         self, decision: Decision, material: Mapping[str, Material], client_subject: str
     ) -> list[tuple[str, Sequence[Any]]]:
-        """The statements that make `decision` durable, in the order `Decision` gives (its `marks` are the highest
-        accepted version of each key, which the statement reads from the accepted claims)."""
+        """The statements that make `decision` durable, in the order `Decision` gives."""
         writes: list[tuple[str, Sequence[Any]]] = [
             ("UPDATE signer_keys SET state = 'retired', active = 0, wrapped_private = ?, kdf_salt = '' WHERE key_id = ?",
              (self._retired_material(material[key_id].wrapped_private), key_id))
@@ -382,7 +381,8 @@ class CatalogKeyStore(KeyStore):
             writes.append((f"UPDATE signer_keys SET state = 'active', active = 1 WHERE key_id IN ({_marks(part)})", part))
         writes.append((
             f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) SELECT ?, a.key_id, k.collection, k.role, a.version,"
-            f" a.payload_sha256, ? FROM {accepted} AS a JOIN signer_keys AS k ON k.key_id = a.key_id ORDER BY a.ordinal",
+            f" a.payload_sha256, ? FROM {accepted} AS a JOIN signer_keys AS k ON k.key_id = a.key_id"
+            " ORDER BY a.ordinal",
             [now_iso(), client_subject, claims],
         ))
         return writes
@@ -422,7 +422,8 @@ class CatalogKeyStore(KeyStore):
         for part in _parts(key_ids):
             self._db.execute(
                 cur,
-                f"SELECT key_id, wrapped_private, kdf_salt, passphrase_alias FROM signer_keys WHERE key_id IN ({_marks(part)})",
+                "SELECT key_id, wrapped_private, kdf_salt, passphrase_alias FROM signer_keys"
+                f" WHERE key_id IN ({_marks(part)})",
                 part,
             )
             found.update((row[0], Material(row[1], row[2], row[3])) for row in cur.fetchall())

@@ -58,12 +58,12 @@ def binding_error(key_id: str, key_collection: str, key_role: str, collection: s
 @dataclass
 class Decision:
     """Per-claim outcome (None: accepted) and what to write, in this order: the active keys retired by a
-    promotion, the new mark of every key with an accepted claim, the pending keys promoted to active
-    (after the retirements: one active key per pair at every statement), the accepted claims' audit rows."""
+    promotion, the new mark of every key with an accepted claim (its last, i.e. highest, accepted version), the
+    pending keys promoted to active (after the retirements: one active key per pair at every statement), the
+    accepted claims' audit rows."""
 
     outcomes: list[SignerError | None] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
-    marks: dict[str, int] = field(default_factory=dict)
     promoted: list[str] = field(default_factory=list)
     accepted: list[Claim] = field(default_factory=list)
 
@@ -117,7 +117,6 @@ def decide(rows: Mapping[str, KeyState], claims: Sequence[Claim]) -> Decision:
             state[key_id] = "active"
             active_of[row.collection, row.role] = key_id
         highest[key_id] = version
-        decision.marks[key_id] = version
         decision.accepted.append(claim)
         outcomes.append(None)
     return decision

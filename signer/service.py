@@ -3,8 +3,9 @@
 Every call first checks the client certificate's subject against the allow-list. A signature is
 made only after the signing policy (`policy.check_metadata`) accepted the payload and the key store
 checked, under the key's row lock, that the request names the key's collection and role and recorded the
-version and the audit row (`KeyStore.record_signatures`: a batch claims a slice of items in one transaction). Each error class maps to one gRPC status in `_STATUS`. Logs carry key ids, versions and payload
-digests, never payloads or secrets.
+version and the audit row (`KeyStore.record_signatures`: a batch claims a slice of items in one
+transaction). Each error class maps to one gRPC status in `_STATUS`. Logs carry key ids, versions and
+payload digests, never payloads or secrets.
 """
 
 from __future__ import annotations
@@ -242,8 +243,10 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
                 early[index] = signer
             else:
                 ready.append((index, checked, signer))
-        claims = [Claim(key_ids[index], checked.version, checked.sha256, items[index].collection, items[index].role)
-                  for index, checked, _ in ready]
+        claims = [
+            Claim(key_ids[index], checked.version, checked.sha256, items[index].collection, items[index].role)
+            for index, checked, _ in ready
+        ]
         try:
             outcomes: Sequence[Exception | None] = (
                 self._keystore.record_signatures(claims, subject) if claims else []

@@ -219,8 +219,9 @@ def test_every_one_byte_change_to_a_timestamp_is_decided_as_decoding_decides_it(
 
 
 @pytest.mark.parametrize("payload", [
-    _timestamp_payload(1), _timestamp_payload(2**63 - 1), _timestamp_payload(2**63), _timestamp_payload(5, {"version": 1}),
-    _timestamp_payload(5, {"version": 2, "length": 0}), _timestamp_payload(5, {"version": 2, "hashes": {"sha256": "ff"}}),
+    _timestamp_payload(1), _timestamp_payload(2**63 - 1), _timestamp_payload(2**63),
+    _timestamp_payload(5, {"version": 1}), _timestamp_payload(5, {"version": 2, "length": 0}),
+    _timestamp_payload(5, {"version": 2, "hashes": {"sha256": "ff"}}),
     _timestamp_payload(5, expires="2030-06-16T12:05:00Z"), _timestamp_payload(5, expires="2030-06-16T12:05:01Z"),
     _timestamp_payload(5, expires="2030-02-30T00:00:00Z"), _timestamp_payload(5, spec_version="1.20"),
 ])
