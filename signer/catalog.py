@@ -208,22 +208,13 @@ class CatalogKeyStore(KeyStore):
         return [_record(row) for row in rows]
 
     def signer_for(self, key_id: str) -> Signer:
-        with self._signers_lock:
-            signer = self._signers.get(key_id)
-            if signer is not None:
-                self._signers.move_to_end(key_id)
-                return signer
-            generation = self._signers_generation
-        signer = self._load(key_id)
-        with self._signers_lock:
-            if generation == self._signers_generation:
-                self._signers[key_id] = signer
-                while len(self._signers) > SIGNER_CACHE_SIZE:
-                    self._signers.popitem(last=False)
+        signer = self.signers_for([key_id])[key_id]
+        if isinstance(signer, Exception):
+            raise signer
         return signer
 
     def signers_for(self, key_ids: Iterable[str]) -> dict[str, Signer | Exception]:
-        # The cached signers under one lock acquisition for the whole batch; the others one by one.
+        # The cached signers under one lock acquisition for the whole batch; the others read in one query.
         found: dict[str, Signer | Exception | None] = {}
         with self._signers_lock:
             for key_id in key_ids:
@@ -231,23 +222,41 @@ class CatalogKeyStore(KeyStore):
                     signer = found[key_id] = self._signers.get(key_id)
                     if signer is not None:
                         self._signers.move_to_end(key_id)
-        for key_id, signer in found.items():
-            if signer is None:
-                try:
-                    found[key_id] = self.signer_for(key_id)
-                except Exception as e:  # noqa: BLE001 - reported for this key's items only
-                    found[key_id] = e
+            generation = self._signers_generation
+        missing = [key_id for key_id, signer in found.items() if signer is None]
+        if missing:
+            loaded = self._load(missing)
+            found.update(loaded)
+            with self._signers_lock:
+                if generation == self._signers_generation:  # no key was dropped meanwhile
+                    self._signers.update((k, s) for k, s in loaded.items() if not isinstance(s, Exception))
+                    while len(self._signers) > SIGNER_CACHE_SIZE:
+                        self._signers.popitem(last=False)
         return found  # type: ignore[return-value]  # every None was replaced
 
-    def _load(self, key_id: str) -> Signer:
-        rows = self._db.select(
-            f"SELECT {_PUBLIC_COLUMNS}, wrapped_private, kdf_salt, passphrase_alias, custody"
-            " FROM signer_keys WHERE key_id = ?",
-            (key_id,),
-        )
-        if not rows:
+    def _load(self, key_ids: Sequence[str]) -> dict[str, Signer | Exception]:
+        """A signer for each key, or what refuses it: unknown, retired, held in another custody, or not unwrappable."""
+        rows: dict[str, tuple[Any, ...]] = {}
+        try:
+            for part in _parts(key_ids):
+                rows.update((row[0], row) for row in self._db.select(
+                    f"SELECT {_PUBLIC_COLUMNS}, wrapped_private, kdf_salt, passphrase_alias, custody"
+                    f" FROM signer_keys WHERE key_id IN ({_marks(part)})",
+                    part,
+                ))
+        except Exception as e:  # noqa: BLE001 - e.g. the database is unreachable: every key reports it
+            return dict.fromkeys(key_ids, e)
+        loaded: dict[str, Signer | Exception] = {}
+        for key_id in key_ids:
+            try:
+                loaded[key_id] = self._signer_of(key_id, rows.get(key_id))
+            except Exception as e:  # noqa: BLE001 - reported for this key only
+                loaded[key_id] = e
+        return loaded
+
+    def _signer_of(self, key_id: str, row: tuple[Any, ...] | None) -> Signer:
+        if row is None:
             raise KeyNotFoundError(f"the signer holds no key {key_id}")
-        row = rows[0]
         record = _record(row[:8])
         if record.state == "retired":
             raise KeyRetiredError(f"key {key_id} is retired: it never signs again")

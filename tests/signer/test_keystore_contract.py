@@ -266,6 +266,23 @@ def test_signers_for_gives_each_distinct_keys_signer_or_what_refused_it(store: K
     assert isinstance(found[retired.key_id], KeyRetiredError)
 
 
+def test_signers_for_reads_every_key_it_has_not_cached_in_one_query(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = [store.create_key(f"team/c{i}", "timestamp").key_id for i in range(5)]
+    cached = store.signer_for(keys[0])
+    database = store._db  # type: ignore[attr-defined]
+    reads: list[str] = []
+    read = database.select
+    monkeypatch.setattr(database, "select", lambda statement, *args: reads.append(statement) or read(statement, *args))
+    found = store.signers_for([*keys, "0" * 64, keys[1]])
+    assert len(reads) == 1
+    assert list(found) == [*keys, "0" * 64] and found[keys[0]] is cached
+    assert isinstance(found["0" * 64], KeyNotFoundError)
+    assert all(store.signers_for(keys)[key_id] is found[key_id] for key_id in keys)  # now cached: no read
+    assert len(reads) == 1
+
+
 def test_ping_answers_while_the_store_is_reachable(store: KeyStore) -> None:
     store.ping()
 
