@@ -10,7 +10,7 @@ import abc
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,29 +208,55 @@ class CatalogKeyStore(KeyStore):
         return [_record(row) for row in rows]
 
     def signer_for(self, key_id: str) -> Signer:
-        with self._signers_lock:
-            signer = self._signers.get(key_id)
-            if signer is not None:
-                self._signers.move_to_end(key_id)
-                return signer
-            generation = self._signers_generation
-        signer = self._load(key_id)
-        with self._signers_lock:
-            if generation == self._signers_generation:
-                self._signers[key_id] = signer
-                while len(self._signers) > SIGNER_CACHE_SIZE:
-                    self._signers.popitem(last=False)
+        signer = self.signers_for([key_id])[key_id]
+        if isinstance(signer, Exception):
+            raise signer
         return signer
 
-    def _load(self, key_id: str) -> Signer:
-        rows = self._db.select(
-            f"SELECT {_PUBLIC_COLUMNS}, wrapped_private, kdf_salt, passphrase_alias, custody"
-            " FROM signer_keys WHERE key_id = ?",
-            (key_id,),
-        )
-        if not rows:
+    def signers_for(self, key_ids: Iterable[str]) -> dict[str, Signer | Exception]:
+        # The cached signers under one lock acquisition for the whole batch; the others read in one query.
+        found: dict[str, Signer | Exception | None] = {}
+        with self._signers_lock:
+            for key_id in key_ids:
+                if key_id not in found:
+                    signer = found[key_id] = self._signers.get(key_id)
+                    if signer is not None:
+                        self._signers.move_to_end(key_id)
+            generation = self._signers_generation
+        missing = [key_id for key_id, signer in found.items() if signer is None]
+        if missing:
+            loaded = self._load(missing)
+            found.update(loaded)
+            with self._signers_lock:
+                if generation == self._signers_generation:  # no key was dropped meanwhile
+                    self._signers.update((k, s) for k, s in loaded.items() if not isinstance(s, Exception))
+                    while len(self._signers) > SIGNER_CACHE_SIZE:
+                        self._signers.popitem(last=False)
+        return found  # type: ignore[return-value]  # every None was replaced
+
+    def _load(self, key_ids: Sequence[str]) -> dict[str, Signer | Exception]:
+        """A signer for each key, or what refuses it: unknown, retired, held in another custody, or not unwrappable."""
+        rows: dict[str, tuple[Any, ...]] = {}
+        try:
+            for part in _parts(key_ids):
+                rows.update((row[0], row) for row in self._db.select(
+                    f"SELECT {_PUBLIC_COLUMNS}, wrapped_private, kdf_salt, passphrase_alias, custody"
+                    f" FROM signer_keys WHERE key_id IN ({_marks(part)})",
+                    part,
+                ))
+        except Exception as e:  # noqa: BLE001 - e.g. the database is unreachable: every key reports it
+            return dict.fromkeys(key_ids, e)
+        loaded: dict[str, Signer | Exception] = {}
+        for key_id in key_ids:
+            try:
+                loaded[key_id] = self._signer_of(key_id, rows.get(key_id))
+            except Exception as e:  # noqa: BLE001 - reported for this key only
+                loaded[key_id] = e
+        return loaded
+
+    def _signer_of(self, key_id: str, row: tuple[Any, ...] | None) -> Signer:
+        if row is None:
             raise KeyNotFoundError(f"the signer holds no key {key_id}")
-        row = rows[0]
         record = _record(row[:8])
         if record.state == "retired":
             raise KeyRetiredError(f"key {key_id} is retired: it never signs again")
@@ -243,18 +269,20 @@ class CatalogKeyStore(KeyStore):
             return []
         with self._db.transaction() as cur:
             rows = self._lock_claimed(cur, sorted({claim.key_id for claim in claims}))
-            decision = decide({key_id: KeyState(*row[:5]) for key_id, row in rows.items()}, claims)
-            self._db.execute_all(cur, self._claim_writes(decision, rows, client_subject))
+            decision = decide(rows, claims)
+            # Only a rotation retires a key here: its material is read then, not with every claim.
+            material = self._material(cur, decision.retired) if decision.retired else {}
+            self._db.execute_all(cur, self._claim_writes(decision, material, client_subject))
         refused = {claim.key_id for claim, outcome in zip(claims, decision.outcomes)
-                   if isinstance(outcome, (KeyNotFoundError, KeyRetiredError))}
+                   if outcome is not None and isinstance(outcome, (KeyNotFoundError, KeyRetiredError))}
         self._forget(*refused, *decision.retired)  # gone or retired, here or by another replica
         for key_id in decision.promoted:
-            collection, role = rows[key_id][1:3]
-            retired = [r for r in decision.retired if rows[r][1:3] == (collection, role)]
+            pair = rows[key_id][1:3]
+            retired = [r for r in decision.retired if rows[r][1:3] == pair]
             log.info("rotated collection=%s role=%s active key_id=%s retired key_id=%s",
-                     collection, role, key_id, retired[0] if retired else "-")
+                     *pair, key_id, retired[0] if retired else "-")
         for key_id in decision.retired:
-            self._destroy_quietly(key_id, Material(*rows[key_id][5:8]))
+            self._destroy_quietly(key_id, material[key_id])
         return decision.outcomes
 
     def retire_key(self, key_id: str) -> bool:
@@ -338,34 +366,34 @@ class CatalogKeyStore(KeyStore):
         return self._get_in_state(collection, role, "pending")
 
     def _claim_writes(
-        self, decision: Decision, rows: dict[str, tuple[Any, ...]], client_subject: str
+        self, decision: Decision, material: Mapping[str, Material], client_subject: str
     ) -> list[tuple[str, Sequence[Any]]]:
         """The statements that make `decision` durable, in the order `Decision` gives."""
         writes: list[tuple[str, Sequence[Any]]] = [
             ("UPDATE signer_keys SET state = 'retired', active = 0, wrapped_private = ?, kdf_salt = '' WHERE key_id = ?",
-             (self._retired_material(rows[key_id][5]), key_id))
+             (self._retired_material(material[key_id].wrapped_private), key_id))
             for key_id in decision.retired
         ]
-        # The marks and the audit rows travel as one JSON parameter each, however many there are.
-        if decision.marks:
-            marks = self._db.json_rows([("key_id", "text"), ("version", "integer")])
-            writes.append((
-                f"UPDATE signer_keys SET max_signed_version = m.version FROM {marks} AS m WHERE signer_keys.key_id = m.key_id",
-                [json_param(sorted(decision.marks.items()))],
-            ))
+        # The accepted claims travel as one JSON parameter, however many there are, read by two statements: each
+        # key's new mark is its highest accepted version (a key's accepted versions only go up), and the audit rows
+        # take the collection and role from the key's row.
+        if not decision.accepted:
+            return writes  # nothing retired or promoted either
+        accepted = self._db.json_rows([("key_id", "text"), ("version", "integer"), ("payload_sha256", "text")])
+        claims = json_param([[claim.key_id, claim.version, claim.payload_sha256] for claim in decision.accepted])
+        writes.append((
+            "UPDATE signer_keys SET max_signed_version = m.version FROM (SELECT key_id, MAX(version) AS version"
+            f" FROM {accepted} AS a GROUP BY key_id) AS m WHERE signer_keys.key_id = m.key_id",
+            [claims],
+        ))
         for part in _parts(decision.promoted):
             writes.append((f"UPDATE signer_keys SET state = 'active', active = 1 WHERE key_id IN ({_marks(part)})", part))
-        if decision.accepted:
-            audited = self._db.json_rows([("key_id", "text"), ("collection", "text"), ("role", "text"),
-                                          ("version", "integer"), ("payload_sha256", "text")])
-            writes.append((
-                f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) SELECT ?, a.key_id, a.collection, a.role, a.version,"
-                f" a.payload_sha256, ? FROM {audited} AS a ORDER BY a.ordinal",
-                [now_iso(), client_subject, json_param([
-                    [claim.key_id, rows[claim.key_id][1], rows[claim.key_id][2], claim.version, claim.payload_sha256]
-                    for claim in decision.accepted
-                ])],
-            ))
+        writes.append((
+            f"INSERT INTO signer_audit ({_AUDIT_COLUMNS}) SELECT ?, a.key_id, k.collection, k.role, a.version,"
+            f" a.payload_sha256, ? FROM {accepted} AS a JOIN signer_keys AS k ON k.key_id = a.key_id"
+            " ORDER BY a.ordinal",
+            [now_iso(), client_subject, claims],
+        ))
         return writes
 
     def _forget(self, *key_ids: str) -> None:
@@ -382,20 +410,33 @@ class CatalogKeyStore(KeyStore):
             self._signers_generation += 1
             self._signers.clear()
 
-    def _lock_claimed(self, cur: Any, key_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    def _lock_claimed(self, cur: Any, key_ids: Sequence[str]) -> dict[str, KeyState]:
         """The rows of `key_ids` and the active row of the pair of each pending one, locked in key id order in
         one statement (concurrent claims cannot deadlock), by key id."""
         claimed = self._db.json_rows([("key_id", "text")])
         ids = json_param([[key_id] for key_id in key_ids])
         self._db.execute(
             cur,
-            "SELECT key_id, collection, role, state, max_signed_version, wrapped_private, kdf_salt, passphrase_alias"
+            "SELECT key_id, collection, role, state, max_signed_version"
             f" FROM signer_keys WHERE key_id IN (SELECT key_id FROM {claimed} AS c) OR (state = 'active' AND collection IN"
             f" (SELECT collection FROM signer_keys WHERE key_id IN (SELECT key_id FROM {claimed} AS p) AND state = 'pending'))"
             f" ORDER BY key_id{self._db.for_update}",
             [ids, ids],
         )
-        return {row[0]: (*row[:4], int(row[4]), *row[5:]) for row in cur.fetchall()}
+        return {row[0]: KeyState(row[0], row[1], row[2], row[3], int(row[4])) for row in cur.fetchall()}
+
+    def _material(self, cur: Any, key_ids: Sequence[str]) -> dict[str, Material]:
+        """Where the private halves of `key_ids` are, from rows this transaction already locked."""
+        found: dict[str, Material] = {}
+        for part in _parts(key_ids):
+            self._db.execute(
+                cur,
+                "SELECT key_id, wrapped_private, kdf_salt, passphrase_alias FROM signer_keys"
+                f" WHERE key_id IN ({_marks(part)})",
+                part,
+            )
+            found.update((row[0], Material(row[1], row[2], row[3])) for row in cur.fetchall())
+        return found
 
     def _lock_row(self, cur: Any, where: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         self._db.execute(

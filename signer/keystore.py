@@ -164,9 +164,11 @@ class KeyStore(abc.ABC):
     @abc.abstractmethod
     def record_signatures(self, claims: Sequence[Claim], client_subject: str) -> list[SignerError | None]:
         """`record_signature` for many claims in one transaction: each claim's outcome, in order (None:
-        recorded; else the error `record_signature` would raise). Claims are decided one after another
-        (`claims.decide`): a refused one records nothing and does not affect the others. The accepted ones
-        commit together; if the transaction fails (`KeyStoreUnavailableError`, raised) none is recorded.
+        recorded; else the error `record_signature` would raise). A claim naming a collection and role that are
+        not its key's is `InvalidRequestError` (checked after `KeyNotFoundError`, before anything else). Claims
+        are decided one after another (`claims.decide`): a refused one records nothing and does not affect the
+        others. The accepted ones commit together; if the transaction fails (`KeyStoreUnavailableError`, raised)
+        none is recorded.
         """
 
     @abc.abstractmethod

@@ -1,10 +1,11 @@
 """`SignerServicer`: the gRPC face of a `KeyStore` (tufnotary.signer.v1.Signer).
 
 Every call first checks the client certificate's subject against the allow-list. A signature is
-made only after the signing policy (`policy.check_payload`) accepted the payload and the key store
-recorded the version and the audit row (`KeyStore.record_signatures`: a batch claims a slice of items in one
-transaction). Each error class maps to one gRPC status in `_STATUS`. Logs carry key ids, versions and payload
-digests, never payloads or secrets.
+made only after the signing policy (`policy.check_metadata`) accepted the payload and the key store
+checked, under the key's row lock, that the request names the key's collection and role and recorded the
+version and the audit row (`KeyStore.record_signatures`: a batch claims a slice of items in one
+transaction). Each error class maps to one gRPC status in `_STATUS`. Logs carry key ids, versions and
+payload digests, never payloads or secrets.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from securesystemslib.signer import Signature, Signer
 
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.signer import metrics
-from tufnotary.signer.claims import Claim
+from tufnotary.signer.claims import Claim, binding_error
 from tufnotary.signer.errors import (
     ClientNotAllowedError,
     ConfigError,
@@ -36,7 +37,7 @@ from tufnotary.signer.errors import (
 from tufnotary.signer.health import Readiness
 from tufnotary.signer.keystore import KeyRecord, KeyStore
 from tufnotary.signer.logs import bind_request_id
-from tufnotary.signer.policy import CheckedPayload, SigningPolicy, check_payload
+from tufnotary.signer.policy import CheckedPayload, SigningPolicy, check_metadata
 
 log = logging.getLogger(__name__)
 
@@ -215,67 +216,87 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
     def _sign_items(
         self, items: Sequence[signer_pb2.SignRequest], subject: str, signed_level: int = logging.INFO
     ) -> list[Signature | Exception]:
-        """Each item's signature, or the exception that refused it, in order: one read of the items' keys,
-        the policy per item, the signers of the accepted items' keys, then one transaction claiming every
-        accepted version (`record_signatures`, deciding as one claim after another would), and only then the
-        signatures. Each signature is logged at `signed_level`."""
+        """Each item's signature, or the exception that refused it, in order: the policy per payload, the signers
+        of the accepted payloads' keys, then one transaction claiming every accepted version (`record_signatures`:
+        it reads the keys under lock, checks that each request names its key's collection and role, and decides
+        as one claim after another would), and only then the signatures. An item refused before its claim
+        reports what Sign would have checked first (`_refusals`). Each signature is logged at `signed_level`."""
         results: list[Signature | Exception | None] = [None] * len(items)
-        try:
-            records = self._keystore.get_keys(item.key_id for item in items)
-        except Exception as e:  # noqa: BLE001 - every item reports it
-            return [e] * len(items)
         now = self._clock()
-        accepted: list[tuple[int, KeyRecord, CheckedPayload]] = []
+        early: dict[int, Exception] = {}  # refused before the claim: by the policy or when unwrapping
+        accepted: list[tuple[int, CheckedPayload]] = []
         for index, item in enumerate(items):
             try:
-                record = records.get(item.key_id)
-                if record is None:
-                    raise KeyNotFoundError(f"the signer holds no key {item.key_id}")
-                accepted.append(
-                    (index, record, check_payload(self._policy, record, item.collection, item.role, item.payload, now))
-                )
+                accepted.append((index, check_metadata(self._policy, item.role, item.payload, now)))
             except Exception as e:  # noqa: BLE001 - reported for this item only
-                results[index] = e
+                early[index] = e
+        key_ids = [item.key_id for item in items]  # read from the message once
         # Unwrap before claiming, so that a failure changes nothing.
         try:
-            signers = self._keystore.signers_for(record.key_id for _, record, _ in accepted) if accepted else {}
+            signers = self._keystore.signers_for(key_ids[index] for index, _ in accepted) if accepted else {}
         except Exception as e:  # noqa: BLE001 - every accepted item reports it
-            signers = {record.key_id: e for _, record, _ in accepted}
-        ready: list[tuple[int, KeyRecord, CheckedPayload, Signer]] = []
-        for index, record, checked in accepted:
-            signer = signers[record.key_id]
+            signers = {key_ids[index]: e for index, _ in accepted}
+        ready: list[tuple[int, CheckedPayload, Signer]] = []
+        for index, checked in accepted:
+            signer = signers[key_ids[index]]
             if isinstance(signer, Exception):
-                results[index] = signer
+                early[index] = signer
             else:
-                ready.append((index, record, checked, signer))
-        claims = [Claim(record.key_id, checked.version, checked.sha256) for _, record, checked, _ in ready]
+                ready.append((index, checked, signer))
+        claims = [
+            Claim(key_ids[index], checked.version, checked.sha256, items[index].collection, items[index].role)
+            for index, checked, _ in ready
+        ]
         try:
             outcomes: Sequence[Exception | None] = (
                 self._keystore.record_signatures(claims, subject) if claims else []
             )
         except Exception as e:  # noqa: BLE001 - nothing was recorded: every claimed item reports it
             outcomes = [e] * len(claims)
+        if early:
+            for index, error in self._refusals(items, early).items():
+                results[index] = error
         signed: Counter[tuple[str, str]] = Counter()
         log_each = log.isEnabledFor(signed_level)
-        for (index, record, checked, signer), outcome in zip(ready, outcomes):
+        for (index, checked, signer), outcome in zip(ready, outcomes):
             if outcome is not None:
                 results[index] = outcome
                 continue
+            item = items[index]
             try:
-                results[index] = signer.sign(items[index].payload)
+                results[index] = signer.sign(item.payload)
             except Exception as e:  # noqa: BLE001 - reported for this item only
                 results[index] = e
                 continue
-            signed[record.role, record.scheme] += 1
+            signed[item.role, signer.public_key.scheme] += 1
             if log_each:
                 log.log(
                     signed_level,
                     "signed key_id=%s collection=%s role=%s version=%d payload_sha256=%s",
-                    record.key_id, record.collection, record.role, checked.version, checked.sha256,
+                    item.key_id, item.collection, item.role, checked.version, checked.sha256,
                 )
         for (role, scheme), count in signed.items():  # one metric update per slice, not per signature
             metrics.signatures.labels(role, scheme).inc(count)
         return results  # type: ignore[return-value]  # every index was filled
+
+    def _refusals(self, items: Sequence[signer_pb2.SignRequest], early: dict[int, Exception]) -> dict[int, Exception]:
+        """What each item refused before its claim reports, checked in Sign's order: an unknown key, then a
+        request naming another collection or role than the key's, then the refusal it got (one read of their keys)."""
+        try:
+            records = self._keystore.get_keys(items[index].key_id for index in early)
+        except Exception as e:  # noqa: BLE001 - every such item reports it
+            return dict.fromkeys(early, e)
+        refusals: dict[int, Exception] = {}
+        for index, error in early.items():
+            item = items[index]
+            record = records.get(item.key_id)
+            if record is None:
+                refusals[index] = KeyNotFoundError(f"the signer holds no key {item.key_id}")
+            else:
+                refusals[index] = binding_error(
+                    record.key_id, record.collection, record.role, item.collection, item.role
+                ) or error
+        return refusals
 
     def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
         def call(subject: str) -> signer_pb2.SignResponse:
@@ -300,8 +321,9 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
     ) -> Iterator[signer_pb2.SignBatchResults]:
         for start, results in self._sign_batch(request, context, "SignBatchGrouped"):
             group = signer_pb2.SignBatchResults()
-            for offset, result in enumerate(results):
-                self._fill_result(group.results.add(), start + offset, result)
+            add = group.results.add
+            for index, result in enumerate(results, start):
+                self._fill_result(add(), index, result)
             yield group
 
     def _sign_batch(
@@ -340,8 +362,8 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
         """Write item `index`'s signature or refusal into `message` (filled in place: no message copies)."""
         message.index = index
         if isinstance(result, Signature):
-            message.signature.key_id = result.keyid
-            message.signature.signature = result.signature
+            signature = message.signature
+            signature.key_id, signature.signature = result.keyid, result.signature
             return
         error = message.error
         error.SetInParent()  # the error is set even if every field it gets is a default

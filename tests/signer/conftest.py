@@ -1,5 +1,6 @@
-"""Fixtures for the signer tests: development certificates from our own generator, a foreign CA, and a
-throwaway SoftHSM2 token."""
+"""Fixtures for the signer tests: development certificates from our own generator, a foreign CA, a
+throwaway SoftHSM2 token, and key stores over every backend (SQLite, PostgreSQL, SoftHSM2 with its catalog
+on SQLite), opened as replicas of one another."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -18,7 +19,10 @@ from tests.signer.harness import RunningSigner, inprocess_signer, remote_signer
 from tufnotary.server.remote_signer import RemoteSigner
 from tufnotary.signer.certs import DevCertPaths, write_dev_certs
 from tufnotary.signer.config import Pkcs11Config
+from tufnotary.signer.keystore import KeyStore
+from tufnotary.signer.pkcs11_keystore import Pkcs11KeyStore
 from tufnotary.signer.policy import SigningPolicy
+from tufnotary.signer.sql_keystore import SqlKeyStore
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +83,31 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Pkcs11Config:
         check=True, capture_output=True, timeout=30,
     )
     return Pkcs11Config(token_label=SOFTHSM_LABEL, pin=SOFTHSM_PIN, module=SOFTHSM_MODULE)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "softhsm"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Callable[[], KeyStore]]:
+    """(catalog database URL, factory of store instances over the same keys — i.e. replicas)."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'signer.db'}"
+    if request.param == "softhsm":
+        token: Pkcs11Config = request.getfixturevalue("softhsm")
+        return url, lambda: Pkcs11KeyStore(url, token)
+    return url, lambda: SqlKeyStore(url, {"default": "contract passphrase"}, "default")
+
+
+@pytest.fixture
+def replicas(backend: tuple[str, Callable[[], KeyStore]]) -> Iterator[Callable[[], KeyStore]]:
+    opened: list[KeyStore] = []
+
+    def open_replica() -> KeyStore:
+        store = backend[1]()
+        store.migrate()
+        opened.append(store)
+        return store
+
+    yield open_replica
+    for store in opened:
+        store.close()

@@ -1,13 +1,13 @@
 """The `KeyStore` contract, one module over every store: `SqlKeyStore` on SQLite and on a real PostgreSQL,
-and `Pkcs11KeyStore` on a real SoftHSM2 token (its catalog on SQLite)."""
+and `Pkcs11KeyStore` on a real SoftHSM2 token (its catalog on SQLite); the `backend` and `replicas` fixtures
+are in conftest.py."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -16,7 +16,6 @@ from tuf.api.metadata import Key, Metadata, Root, Timestamp, MetaFile
 
 from tufnotary.signer.catalog import MIGRATIONS
 from tufnotary.signer.claims import Claim
-from tufnotary.signer.config import Pkcs11Config
 from tufnotary.signer.errors import (
     InvalidRequestError,
     KeyNotFoundError,
@@ -25,39 +24,9 @@ from tufnotary.signer.errors import (
     VersionAlreadySignedError,
 )
 from tufnotary.signer.keystore import ALGORITHMS, KeyStore
-from tufnotary.signer.pkcs11_keystore import Pkcs11KeyStore
-from tufnotary.signer.sql_keystore import SqlKeyStore
 
 COLLECTION = "wabbit-networks/net-monitor"
 SHA = "ab" * 32
-
-
-@pytest.fixture(params=["sqlite", "postgres", "softhsm"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Callable[[], KeyStore]]:
-    """(catalog database URL, factory of store instances over the same keys — i.e. replicas)."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'signer.db'}"
-    if request.param == "softhsm":
-        token: Pkcs11Config = request.getfixturevalue("softhsm")
-        return url, lambda: Pkcs11KeyStore(url, token)
-    return url, lambda: SqlKeyStore(url, {"default": "contract passphrase"}, "default")
-
-
-@pytest.fixture
-def replicas(backend: tuple[str, Callable[[], KeyStore]]) -> Iterator[Callable[[], KeyStore]]:
-    opened: list[KeyStore] = []
-
-    def open_replica() -> KeyStore:
-        store = backend[1]()
-        store.migrate()
-        opened.append(store)
-        return store
-
-    yield open_replica
-    for store in opened:
-        store.close()
 
 
 @pytest.fixture
@@ -297,6 +266,23 @@ def test_signers_for_gives_each_distinct_keys_signer_or_what_refused_it(store: K
     assert isinstance(found[retired.key_id], KeyRetiredError)
 
 
+def test_signers_for_reads_every_key_it_has_not_cached_in_one_query(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = [store.create_key(f"team/c{i}", "timestamp").key_id for i in range(5)]
+    cached = store.signer_for(keys[0])
+    database = store._db  # type: ignore[attr-defined]
+    reads: list[str] = []
+    read = database.select
+    monkeypatch.setattr(database, "select", lambda statement, *args: reads.append(statement) or read(statement, *args))
+    found = store.signers_for([*keys, "0" * 64, keys[1]])
+    assert len(reads) == 1
+    assert list(found) == [*keys, "0" * 64] and found[keys[0]] is cached
+    assert isinstance(found["0" * 64], KeyNotFoundError)
+    assert all(store.signers_for(keys)[key_id] is found[key_id] for key_id in keys)  # now cached: no read
+    assert len(reads) == 1
+
+
 def test_ping_answers_while_the_store_is_reachable(store: KeyStore) -> None:
     store.ping()
 
@@ -350,6 +336,45 @@ def test_a_signer_cached_on_one_replica_cannot_sign_after_another_retires_its_ke
 
 
 # -- record_signatures: many claims in one transaction, decided as one after another -------------------------------
+
+
+def test_a_claim_naming_another_collection_or_role_than_its_keys_is_refused_and_records_nothing(
+    replicas: Callable[[], KeyStore], url: str
+) -> None:
+    store, admin = replicas(), replicas()
+    ts = store.create_key(COLLECTION, "timestamp")
+    retired = store.create_key(COLLECTION, "snapshot")
+    deleted = store.create_key("team/deleted", "timestamp")
+    store.signers_for([retired.key_id, deleted.key_id])  # cached here; another replica then retires and deletes
+    admin.retire_key(retired.key_id)
+    admin.delete_key(deleted.key_id)
+    before = state(url)
+    outcomes = store.record_signatures(
+        [
+            Claim(ts.key_id, 1, SHA, COLLECTION, "snapshot"),
+            Claim(ts.key_id, 1, SHA, "team/other", "timestamp"),
+            Claim(ts.key_id, 1, SHA, "", ""),
+            Claim(retired.key_id, 1, SHA, "team/other", "snapshot"),  # the binding is checked before retirement
+            Claim(retired.key_id, 1, SHA, COLLECTION, "snapshot"),
+            Claim(deleted.key_id, 1, SHA, "team/other", "timestamp"),  # unknown keys first
+            Claim(deleted.key_id, 1, SHA, "team/deleted", "timestamp"),
+        ],
+        "CN=server",
+    )
+    assert [(type(o).__name__, str(o)) for o in outcomes] == [
+        ("InvalidRequestError", f"key {ts.key_id} belongs to {COLLECTION} timestamp, not to {COLLECTION} snapshot"),
+        ("InvalidRequestError", f"key {ts.key_id} belongs to {COLLECTION} timestamp, not to team/other timestamp"),
+        ("InvalidRequestError", f"key {ts.key_id} belongs to {COLLECTION} timestamp, not to (no collection) (no role)"),
+        ("InvalidRequestError", f"key {retired.key_id} belongs to {COLLECTION} snapshot, not to team/other snapshot"),
+        ("KeyRetiredError", f"key {retired.key_id} is retired: it never signs again"),
+        ("KeyNotFoundError", f"the signer holds no key {deleted.key_id}"),
+        ("KeyNotFoundError", f"the signer holds no key {deleted.key_id}"),
+    ]
+    assert state(url) == before
+    assert store.record_signatures([Claim(ts.key_id, 1, SHA, COLLECTION, "timestamp")], "CN=server") == [None]
+    with pytest.raises(KeyRetiredError):  # the refusals dropped the cached signers
+        store.signer_for(retired.key_id)
+
 
 
 def test_a_batch_of_claims_decides_each_as_if_made_one_after_another(store: KeyStore, url: str) -> None:

@@ -5,6 +5,7 @@ bytes it would. Pure: `check_payload` without a signer."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pytest
@@ -102,3 +103,28 @@ def test_the_largest_recordable_version_is_signed() -> None:
     signed["version"] = 2**63 - 1
     checked = check_payload(SigningPolicy(), RECORD, RECORD.collection, "timestamp", encode_canonical(signed).encode(), NOW)
     assert checked.version == 2**63 - 1
+
+
+def _outcome(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except Exception as e:  # noqa: BLE001 - compared below
+        return type(e), str(e)
+
+
+@pytest.mark.parametrize("text", [b'{"a":[1,"x",null]}', b' {"a":1}', b'{"a":1} ', b'{"a":1}\n', b'\t{"a":1}\r\n',
+                                  b'{"a":1}x', b'{"a":1}{}', b'{"a":1', b"", b" ", b"x", b"[1,2]", b'"s"', b"7",
+                                  b'{"a":1.5}', b' {"a":NaN}', b"\xef\xbb\xbf{}", '{"é":1}'.encode("utf-16"),
+                                  b'{"a":"\xed\xa0\x80"}', b'{"a":"\xff"}'])
+def test_the_payload_is_decoded_exactly_as_the_standard_decoder_decodes_it(text: bytes) -> None:
+    def standard() -> object:
+        return policy._NO_FLOATS.decode(text.decode(json.detect_encoding(text), "surrogatepass"))
+
+    assert _outcome(lambda: policy._decode(text)) == _outcome(standard)
+
+
+@pytest.mark.parametrize("value", [{}, {"b": 1, "a": [True, False, None, -5, 2**70, "é ☃ 🦀"]},
+                                   {"x": {"z": {}, "y": []}}, {"q": 'a "quoted" back\\slash\nline\x7f\u2028'},
+                                   [1, "two"], "text", 0])
+def test_the_fast_canonical_candidate_is_the_standard_encoders_text(value: object) -> None:
+    assert policy._sorted_compact(value) == policy._SORTED_COMPACT.encode(value)

@@ -5,18 +5,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sqlite3
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from securesystemslib.signer import Signature
 
-from tests.signer.harness import RunningSigner, tuf_payload
+from tests.signer.harness import RunningSigner, inprocess_signer, remote_signer, tuf_payload
 from tufnotary.proto import signer_pb2, signer_pb2_grpc
 from tufnotary.server.errors import SignerRefusedError
 from tufnotary.server.remote_signer import RemoteSigner
-from tufnotary.signer.keystore import KeyRecord
+from tufnotary.signer.certs import DevCertPaths
+from tufnotary.signer.keystore import KeyRecord, KeyStore
+from tufnotary.signer.policy import SigningPolicy
 from tufnotary.signer.service import CLAIMS_PER_TRANSACTION, SERVICE_NAME
 
 COLLECTION = "wabbit-networks/net-monitor"
@@ -164,7 +169,7 @@ def test_signbatch_streams_one_message_per_item_with_the_results_of_a_grouped_ba
         """Each result with its key, collection and the clock left out of the messages."""
         def message(text: str) -> str:
             text = text.replace(key.key_id, "KEY").replace(key.collection, "COLLECTION")
-            return re.sub(r"latest allowed now: [^)]*", "", text)
+            return re.sub(r"expires \S+, |latest allowed now: [^)]*", "", text)
         return [(r.index, "signed") if r.HasField("signature") else
                 (r.index, r.error.code, r.error.grpc_status, message(r.error.message), r.error.highest_signed_version)
                 for r in results]
@@ -180,3 +185,119 @@ def test_signbatch_streams_one_message_per_item_with_the_results_of_a_grouped_ba
     ]
     assert streamed[1].error.highest_signed_version == 1
     assert streamed[1].error.grpc_status == grpc.StatusCode.ABORTED.value[0]
+
+
+def test_each_batch_item_reports_the_first_rule_it_breaks(
+    running: RunningSigner, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    """The order of the checks, when an item breaks several rules: the key exists, the request names its collection
+    and role, the payload, the private key can be used, the key is not retired, the version. Keys retired or
+    deleted by another replica after this signer cached their private halves are refused too."""
+    store = running.keystore
+    live = store.create_key("team/live", "timestamp")
+    retired = store.create_key("team/retired", "timestamp")
+    store.retire_key(retired.key_id)
+    elsewhere = store.create_key("team/custody", "timestamp")
+    gone = store.create_key("team/gone", "timestamp")
+    retired_elsewhere = store.create_key("team/retired-elsewhere", "timestamp")
+    stub = signer_pb2_grpc.SignerStub(channel)
+
+    def request(key: KeyRecord | str, payload: bytes, collection: str = "", role: str = "timestamp"):
+        key_id = key if isinstance(key, str) else key.key_id
+        collection = collection or (COLLECTION if isinstance(key, str) else key.collection)
+        return signer_pb2.SignRequest(key_id=key_id, payload=payload, collection=collection, role=role)
+
+    # This signer caches the private halves of `gone` and `retired_elsewhere`; another replica then
+    # deletes one and retires the other (here: straight in the shared catalog).
+    warm = [request(gone, tuf_payload("timestamp", 1)), request(retired_elsewhere, tuf_payload("timestamp", 1))]
+    assert all(r.HasField("signature") for g in stub.SignBatchGrouped(signer_pb2.SignBatchRequest(requests=warm),
+                                                                      timeout=30) for r in g.results)
+    with sqlite3.connect(tmp_path / "signer.db") as db:
+        db.execute("DELETE FROM signer_keys WHERE key_id = ?", (gone.key_id,))
+        db.execute("UPDATE signer_keys SET state = 'retired', active = 0 WHERE key_id = ?", (retired_elsewhere.key_id,))
+        db.execute("UPDATE signer_keys SET custody = 'pkcs11' WHERE key_id = ?", (elsewhere.key_id,))
+    db.close()
+
+    good, not_json = tuf_payload("timestamp", 2), b"not json"
+    too_long = tuf_payload("timestamp", 2, timedelta(days=3))
+    requests = [
+        request("0" * 64, not_json),
+        request(live, not_json, collection="team/other"),
+        request(live, too_long, role="snapshot"),
+        request(retired, good, collection="team/other"),
+        request(retired, not_json),
+        request(retired, good),
+        request(elsewhere, good, collection="team/other"),
+        request(elsewhere, too_long),
+        request(elsewhere, good),
+        request(gone, good),
+        request(gone, good, collection="team/other"),
+        request(retired_elsewhere, good),
+        request(retired_elsewhere, good, role="snapshot"),
+        request(live, good),
+        request(live, good),
+    ]
+    names = {k.key_id: n for n, k in [("LIVE", live), ("RETIRED", retired), ("CUSTODY", elsewhere), ("GONE", gone),
+                                        ("RETIRED_ELSEWHERE", retired_elsewhere)]}
+
+    def message(text: str) -> str:
+        for key_id, name in names.items():
+            text = text.replace(key_id, name)
+        return re.sub(r"expires \S+, | \(latest allowed now: [^)]*\)", "", text)
+
+    results = [r for g in stub.SignBatchGrouped(signer_pb2.SignBatchRequest(requests=requests), timeout=30)
+               for r in g.results]
+    assert [(r.error.code, message(r.error.message)) if r.HasField("error") else "signed" for r in results] == [
+        ("KEY_NOT_FOUND", f"the signer holds no key {'0' * 64}"),
+        ("INVALID_REQUEST", "key LIVE belongs to team/live timestamp, not to team/other timestamp"),
+        ("INVALID_REQUEST", "key LIVE belongs to team/live timestamp, not to team/live snapshot"),
+        ("INVALID_REQUEST", "key RETIRED belongs to team/retired timestamp, not to team/other timestamp"),
+        ("INVALID_REQUEST", "the payload is not JSON: the signer only signs TUF timestamp metadata"),
+        ("KEY_RETIRED", "key RETIRED is retired: it never signs again"),
+        ("INVALID_REQUEST", "key CUSTODY belongs to team/custody timestamp, not to team/other timestamp"),
+        ("EXPIRY_TOO_LONG", "timestamp metadata version 2 beyond the signer's maximum window of 1 day, 0:00:00 "
+                            "for timestamp"),
+        ("KEY_UNWRAP_FAILED", "key CUSTODY is held in 'pkcs11' custody, which this signer is not configured for"),
+        ("KEY_NOT_FOUND", "the signer holds no key GONE"),
+        ("KEY_NOT_FOUND", "the signer holds no key GONE"),
+        ("KEY_RETIRED", "key RETIRED_ELSEWHERE is retired: it never signs again"),
+        ("INVALID_REQUEST", "key RETIRED_ELSEWHERE belongs to team/retired-elsewhere timestamp, not to "
+                            "team/retired-elsewhere snapshot"),
+        "signed",
+        ("VERSION_ALREADY_SIGNED", "version 2 already signed: key LIVE (team/live timestamp) signs only versions "
+                                   "above 2"),
+    ]
+    assert [(e.key_id, e.version) for e in store.audit_entries()] == [
+        (gone.key_id, 1), (retired_elsewhere.key_id, 1), (live.key_id, 2)
+    ]
+    single = stub.Sign  # one item: the same order
+    for item, expected in [(requests[1], grpc.StatusCode.INVALID_ARGUMENT), (requests[9], grpc.StatusCode.NOT_FOUND),
+                           (requests[11], grpc.StatusCode.FAILED_PRECONDITION)]:
+        with pytest.raises(grpc.RpcError) as refused:
+            single(item, timeout=30)
+        assert refused.value.code() == expected  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("change", ["retire", "delete"])
+def test_a_key_another_replica_retires_or_deletes_between_batches_is_refused_on_every_backend(
+    replicas: Callable[[], KeyStore], dev_certs: DevCertPaths, tmp_path: Path, change: str
+) -> None:
+    serving, admin = replicas(), replicas()
+    with inprocess_signer(dev_certs, tmp_path, keystore=serving, policy=SigningPolicy()) as running, \
+            remote_signer(running.address, dev_certs) as client:
+        key = client.create_key(COLLECTION, "timestamp")
+        other = client.create_key("team/other", "timestamp")
+        first = client.sign_batch([(key, tuf_payload("timestamp", 1)), (other, tuf_payload("timestamp", 1))])
+        assert not any(isinstance(r, Exception) for r in first)  # both private halves are cached now
+        if change == "retire":
+            admin.retire_key(key.keyid)
+        else:
+            admin.delete_key(key.keyid)
+        payload = tuf_payload("timestamp", 2)
+        refused, signed = client.sign_batch([(key, payload), (other, payload)])
+        assert isinstance(refused, SignerRefusedError)
+        assert refused.detail["code"] == ("KEY_RETIRED" if change == "retire" else "KEY_NOT_FOUND")
+        other.verify_signature(signed, payload)  # type: ignore[arg-type]
+        assert [(e.key_id, e.version) for e in admin.audit_entries()] == [
+            (key.keyid, 1), (other.keyid, 1), (other.keyid, 2)
+        ]
