@@ -66,7 +66,8 @@ class _Connection:
 
     def dropped(self) -> bool:
         """Whether an idle kept-alive connection was closed by the server (or has stray bytes)."""
-        if self.reader.buffered:
+        pending = getattr(self.sock, "pending", None)  # TLS: bytes decrypted but not yet read
+        if self.reader.buffered or (pending is not None and pending()):
             return True
         try:
             readable, _, _ = select.select([self.sock], [], [], 0)
