@@ -177,6 +177,8 @@ def https_server(tmp_path) -> Iterator[tuple[str, Path, list[int]]]:
     handshakes: list[int] = []
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keeps connections alive
+
         def do_GET(self) -> None:  # noqa: N802
             self.send_response(200)
             self.send_header("Content-Length", "2")
@@ -207,6 +209,17 @@ def test_tls_trusts_the_ca_the_environment_names(https_server, monkeypatch) -> N
     monkeypatch.setenv("SSL_CERT_FILE", str(ca))
     response = Transport().request("GET", url)
     assert (response.status, response.data) == (200, b"{}")
+
+
+def test_tls_connections_are_kept_alive_between_requests(https_server, monkeypatch) -> None:
+    url, ca, handshakes = https_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    transport = Transport()
+
+    answers = [transport.request("GET", url) for _ in range(3)]
+
+    assert [(a.status, a.data) for a in answers] == [(200, b"{}")] * 3
+    assert len(handshakes) == 1
 
 
 def test_tls_refuses_a_server_no_trusted_ca_vouches_for_without_retrying(https_server, monkeypatch) -> None:
