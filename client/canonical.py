@@ -18,6 +18,9 @@ import re
 from typing import Any
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# What python-tuf's compact serialiser writes (`JSONSerializer(compact=True)`), and so what our client
+# uploads: not canonical JSON (non-ASCII and control characters are escaped), but the same key order.
+compact_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 # Outside strings a float's digits run into `.` or an exponent; an integer's never do.
 _FLOAT = re.compile(r"[0-9][.eE]")
 

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tufnotary.client import keyfiles
-from tufnotary.client.canonical import canonical_bytes
+from tufnotary.client.canonical import canonical_bytes, compact_json
 from tufnotary.client.errors import ServerError
 from tufnotary.client.results import PublishResult
 from tufnotary.client.trustdir import StagedChanges, TrustDir
@@ -161,17 +161,16 @@ def sign(trust: TrustDir, roles: list[RoleDraft], passphrases: keyfiles.Passphra
     return uploads
 
 
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # what json.dumps escapes in ASCII besides " and \\
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # what compact_json escapes in ASCII besides " and \\
 
 
 def _compact_metadata(signatures: list[dict[str, str]], signed: dict[str, Any], payload: bytes) -> bytes:
-    """`json.dumps({"signatures": signatures, "signed": signed}, separators=(",", ":"), sort_keys=True)`,
-    encoded. Canonical JSON in printable ASCII is the compact sorted encoding of `signed` too, so
-    `payload` is used as it is rather than encoded a second time."""
-    if not payload.isascii() or _CONTROL.search(payload):  # json.dumps escapes what canonical JSON writes raw
-        return json.dumps({"signatures": signatures, "signed": signed}, separators=(",", ":"), sort_keys=True).encode()
-    return b'{"signatures":' + json.dumps(signatures, separators=(",", ":"), sort_keys=True).encode() + \
-        b',"signed":' + payload + b"}"
+    """`compact_json({"signatures": signatures, "signed": signed})`, encoded. Canonical JSON in
+    printable ASCII is the compact encoding of `signed` too, so `payload` is used as it is rather
+    than encoded a second time."""
+    if not payload.isascii() or _CONTROL.search(payload):  # compact_json escapes what canonical JSON writes raw
+        return compact_json({"signatures": signatures, "signed": signed}).encode()
+    return b'{"signatures":' + compact_json(signatures).encode() + b',"signed":' + payload + b"}"
 
 
 def publish(trust: TrustDir, collection: str, server: ServerClient, passphrases: keyfiles.Passphrases,

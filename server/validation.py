@@ -20,7 +20,7 @@ from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Snapshot, SuccinctRoles, Targets
 
-from tufnotary.client.canonical import canonical_bytes
+from tufnotary.client.canonical import canonical_bytes, compact_json
 from tufnotary.server.canonical import signed_bytes
 from tufnotary.server.errors import (
     BadRoleError,
@@ -166,10 +166,6 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-# What python-tuf's compact serialiser writes, and so what our client uploads.
-_COMPACT = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
-
-
 def _loads_without_duplicate_keys(text: str) -> Any:
     """`json.loads(text)`, refusing an object that names a key twice (ValueError).
 
@@ -177,7 +173,7 @@ def _loads_without_duplicate_keys(text: str) -> Any:
     of duplicates first: text that is exactly the compact encoding of what it parses to names each
     key once, since the encoding does."""
     value = json.loads(text)
-    if _COMPACT.encode(value) == text:
+    if compact_json(value) == text:
         return value
     return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
 
