@@ -8,6 +8,7 @@ import datetime
 import json
 import select
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Union
@@ -46,7 +47,7 @@ class _Sqlite:
             conn.execute("PRAGMA busy_timeout = 30000")
             # WAL: readers never wait for the writer. synchronous stays FULL (the default): a claimed
             # high-water mark must survive a power loss, or a version could be signed twice.
-            conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(conn, deadline=time.monotonic() + 30)
         except BaseException:
             conn.close()
             raise
@@ -92,6 +93,21 @@ class _Sqlite:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _switch_to_wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """WAL mode is kept in the file, so this is a no-op read once any connection has switched it. Connections
+    (threads or processes) switching a new file at once race, and SQLite answers the losers "database is
+    locked" at once, without waiting the busy timeout: they try again until the deadline. (The server's SQLite
+    store does the same; the signer imports nothing from the server.)"""
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _sqlite_json_field(index: int, kind: str) -> str:

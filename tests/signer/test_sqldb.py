@@ -67,6 +67,34 @@ def test_concurrent_transactions_open_at_most_the_pool_size(database_url: str) -
         db.close()
 
 
+def test_connections_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """The first connections to a new file race to switch it to WAL; SQLite answers the losers "database is
+    locked" without waiting its busy timeout. Each of them must wait its turn, not fail (a CI run saw it)."""
+    for attempt in range(20):
+        url = f"sqlite:///{tmp_path / f'signer-{attempt}.db'}"
+        start = threading.Barrier(4)
+        errors: list[BaseException] = []
+        modes: list[object] = []
+
+        def open_and_read() -> None:
+            db = Database(url)
+            try:
+                start.wait()
+                modes.append(db.select("PRAGMA journal_mode")[0][0])
+            except BaseException as e:
+                errors.append(e)
+            finally:
+                db.close()
+
+        threads = [threading.Thread(target=open_and_read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert modes == ["wal"] * 4
+
+
 def test_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'signer.db'}")
     try:
