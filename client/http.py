@@ -7,7 +7,6 @@ once with a token from the server's realm (`auth.TokenAuth`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -40,6 +39,8 @@ def metadata_base_url(server: str, collection: str) -> str:
 
 def tuf_keyid(key: SSlibKey) -> str:
     """The TUF key id of `key`: sha256 of the canonical JSON of its dict without 'keyid'."""
+    import hashlib  # here: hashlib loads the system's OpenSSL, which an express publish does not need
+
     return hashlib.sha256(canonical_bytes(key.to_dict())).hexdigest()
 
 

@@ -25,7 +25,6 @@ this upload like any other.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -54,6 +53,8 @@ def role_for_target(succinct: dict[str, Any], path: str) -> str:
     bit_length = int(succinct["bit_length"])
     if not 0 < bit_length <= 32:
         raise ValueError(f"bit_length {bit_length} is not between 1 and 32")
+    import hashlib  # here: hashlib loads the system's OpenSSL; a collection without bins never needs it
+
     first = int.from_bytes(hashlib.sha256(path.encode()).digest()[:4], "big")
     width = len(f"{2 ** bit_length - 1:x}")
     return f"{succinct['name_prefix']}-{first >> (32 - bit_length):0{width}x}"

@@ -225,3 +225,24 @@ def test_an_unknown_command_is_refused_with_every_command_listed(capsys: pytest.
     err = capsys.readouterr().err
     assert "invalid choice: 'pubish'" in err
     assert "'publish'" in err and "'changefeed'" in err and "'key'" in err
+
+
+@pytest.mark.parametrize("columns", ["50", "120", None, "junk"])
+def test_help_is_wrapped_as_argparse_wraps_it(columns: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The help formatter sizes itself without shutil, to the same width argparse's own would use."""
+    import argparse
+
+    from tufnotary.client.cli import build_parser
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    parser = build_parser("publish")
+    publish = parser._subparsers._group_actions[0].choices["publish"]  # type: ignore[union-attr]
+    ours = (parser.format_help(), publish.format_help())
+    for p in (parser, publish):
+        p.formatter_class = argparse.HelpFormatter
+    assert ours == (parser.format_help(), publish.format_help())
+    if columns == "50":
+        assert max(len(line) for line in ours[1].splitlines()) <= 50
