@@ -12,7 +12,6 @@ Nothing here prints or logs a password or a token.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from tufnotary.client.challenge import parse_challenge
 from tufnotary.client.errors import ServerError, ServerUnreachableError, UsageError
 from tufnotary.client.transport import Transport, TransportError
 
@@ -67,6 +65,8 @@ def credentials_for(server: str, environ: Mapping[str, str] | None = None) -> Cr
 
 def bearer_challenge(header: str | None) -> dict[str, str] | None:
     """The parameters of a `Bearer realm=…,service=…,scope=…` challenge, or None."""
+    from tufnotary.client.challenge import parse_challenge  # only after a 401: most requests are never challenged
+
     challenge = parse_challenge(header)
     if challenge is None or challenge.scheme != "bearer" or not challenge.params.get("realm"):
         return None
@@ -136,6 +136,8 @@ class TokenAuth:
                 raise ServerError(f"refusing to send credentials to {realm} without TLS: use an https realm",
                                   "UNAUTHORIZED", 401)
             query["account"] = credentials.username
+            import base64  # here: base64 loads struct, binascii and zlib, which an unchallenged request never needs
+
             basic = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)

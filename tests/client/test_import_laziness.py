@@ -82,6 +82,8 @@ def test_express_publish_loads_no_python_tuf_signers_or_other_commands_modules(
                                         "dataclasses", "inspect"})) == []
     # shutil (with zlib, bz2, lzma) only sized argparse's help; hashlib loads the system's OpenSSL for hash bins
     assert sorted(modules.intersection({"shutil", "hashlib"})) == []
+    # what only a 401 needs: parsing its challenge, basic credentials (base64 loads binascii and zlib)
+    assert sorted(modules.intersection({"tufnotary.client.challenge", "base64", "binascii", "zlib"})) == []
     # an ed25519 key is read and used without cryptography's serialization package or other key types
     assert sorted(modules.intersection({"cryptography.hazmat.primitives.serialization",
                                         "cryptography.hazmat.primitives.asymmetric.ec",
