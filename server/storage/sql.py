@@ -25,6 +25,9 @@ _MIGRATION_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 
 _FILE_COLUMNS = "f.role, f.version, f.data, f.sha256, f.length, f.created_at"
 # The bytes of the roles a caller asked for (NULL for the others, read on first use).
+# The newest version of each role of collection c: role_heads h, then that row of files f.
+_HEAD_FILES = ("h.collection_id = c.id"
+               " AND f.collection_id = h.collection_id AND f.role = h.role AND f.version = h.version")
 _LAZY_FILE_COLUMNS = "f.role, f.version, {data}, f.sha256, f.length, f.created_at, f.collection_id"
 
 
@@ -119,15 +122,13 @@ class SqlMetaStore(MetaStore):
             _check_name("role", role)
         data = (f"CASE WHEN f.role IN ({', '.join('?' * len(preload))}) THEN f.data END"
                 if preload else "NULL")
-        # The newest version of each role comes from the (collection_id, role, version) key
-        # alone; only those rows are then read, with the bytes of the `preload` roles only.
+        # The newest version of each role comes from role_heads (one row per role, however long its
+        # history); only those rows of files are then read, with the bytes of the `preload` roles only.
+        # CROSS JOIN: SQLite joins in the order written (else it may walk every version in files
+        # first); PostgreSQL plans it as the inner join it is.
         sql = self._q(
-            f"SELECT {_LAZY_FILE_COLUMNS.format(data=data)} FROM files f"
-            " JOIN (SELECT g.collection_id, g.role, MAX(g.version) AS version"
-            "       FROM files g JOIN collections c ON c.id = g.collection_id"
-            "       WHERE c.name = ? GROUP BY g.collection_id, g.role) latest"
-            " ON f.collection_id = latest.collection_id AND f.role = latest.role"
-            " AND f.version = latest.version")
+            f"SELECT {_LAZY_FILE_COLUMNS.format(data=data)} FROM collections c"
+            f" CROSS JOIN role_heads h CROSS JOIN files f WHERE c.name = ? AND {_HEAD_FILES}")
 
         def work(cur: Cursor) -> dict[str, StoredFile]:
             cur.execute(sql, (*preload, collection))
@@ -239,8 +240,8 @@ class SqlMetaStore(MetaStore):
         live = [c for c in commits if c.collection not in results]
         stored: dict[int, dict[str, int]] = {ids[c.collection]: {} for c in live}
         for part in _parts(list(stored)):
-            cur.execute(self._q(f"SELECT collection_id, role, MAX(version) FROM files"
-                                f" WHERE collection_id IN ({_marks(part)}) GROUP BY collection_id, role"), part)
+            cur.execute(self._q(f"SELECT collection_id, role, version FROM role_heads"
+                                f" WHERE collection_id IN ({_marks(part)})"), part)
             for collection_id, role, version in cur.fetchall():
                 stored[int(collection_id)][role] = int(version)
         for c in live:
@@ -272,6 +273,7 @@ class SqlMetaStore(MetaStore):
         except self.integrity_errors as exc:
             # Only reachable if the collection locks were bypassed; the key still holds.
             raise VersionConflictError(f"a version was stored meanwhile: {exc}") from exc
+        self._advance_heads(cur, rows)
         for role in ONLINE_ROLES:
             # The newest version written of an online role sets its tracked expiry.
             expiries = []
@@ -288,6 +290,21 @@ class SqlMetaStore(MetaStore):
         self._append_audits(cur, [c.audit for c in winners if c.audit is not None])
         self._announce(cur, [c.collection for c in winners])
         return [results[c.collection] for c in commits]
+
+    def _advance_heads(self, cur: Cursor, rows: Sequence[Sequence[Any]]) -> None:
+        """Move role_heads to the newest of the file rows just inserted ((collection_id, role, version, ...)),
+        never back: a commit may fill a gap below a role's newest version."""
+        newest: dict[tuple[int, str], int] = {}
+        for collection_id, role, version, *_ in rows:
+            newest[collection_id, role] = max(version, newest.get((collection_id, role), 0))
+        row_marks = "(?, ?, ?)"
+        for part in _parts(list(newest.items()), per=_NAMES_PER_STATEMENT // 3):
+            cur.execute(self._q("INSERT INTO role_heads (collection_id, role, version) VALUES "
+                                + ", ".join([row_marks] * len(part))
+                                + " ON CONFLICT (collection_id, role) DO UPDATE SET version = CASE"
+                                " WHEN excluded.version > role_heads.version THEN excluded.version"
+                                " ELSE role_heads.version END"),
+                        [value for (collection_id, role), version in part for value in (collection_id, role, version)])
 
     def _insert_rows(self, cur: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert `rows` with as few statements as the drivers' parameter limits allow."""
@@ -342,15 +359,9 @@ class SqlMetaStore(MetaStore):
         if not collections:
             return {}
         sql = self._q(
-            f"SELECT c.name, c.snapshot_expires IS NOT NULL, {_FILE_COLUMNS} FROM files f"
-            " JOIN (SELECT g.collection_id, g.role, MAX(g.version) AS version"
-            "       FROM files g JOIN collections c ON c.id = g.collection_id"
-            f"      WHERE c.name IN ({_marks(collections)})"
-            "       AND g.role IN ('root', 'snapshot', 'timestamp')"
-            "       GROUP BY g.collection_id, g.role) latest"
-            " ON f.collection_id = latest.collection_id AND f.role = latest.role"
-            " AND f.version = latest.version"
-            " JOIN collections c ON c.id = f.collection_id")
+            f"SELECT c.name, c.snapshot_expires IS NOT NULL, {_FILE_COLUMNS} FROM collections c"
+            f" CROSS JOIN role_heads h CROSS JOIN files f WHERE c.name IN ({_marks(collections)})"
+            f" AND h.role IN ('root', 'snapshot', 'timestamp') AND {_HEAD_FILES}")  # CROSS JOIN: see current()
 
         def work(cur: Cursor) -> dict[str, RenewalState]:
             cur.execute(sql, list(collections))
@@ -373,6 +384,7 @@ class SqlMetaStore(MetaStore):
             row = cur.fetchone()
             if row is None:
                 return False
+            cur.execute(self._q("DELETE FROM role_heads WHERE collection_id = ?"), (row[0],))
             cur.execute(self._q("DELETE FROM files WHERE collection_id = ?"), (row[0],))
             cur.execute(self._q("DELETE FROM collections WHERE id = ?"), (row[0],))
             if audit is not None:

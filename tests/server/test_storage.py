@@ -88,6 +88,22 @@ def test_current_picks_the_highest_version_of_each_role(store: MetaStore) -> Non
         assert f.data == payload(role, f.version)
 
 
+def test_a_version_filling_a_gap_does_not_become_current(store: MetaStore) -> None:
+    """The newest version stays current when an older, missing one is stored later (role_heads only moves up)."""
+    init(store)
+    store.commit(COLLECTION, [new("timestamp", 5)], {"timestamp": 1})
+    store.commit(COLLECTION, [new("timestamp", 3), new("snapshot", 2)], {"timestamp": 5, "snapshot": 1})
+
+    assert versions(store) == {"root": 1, "targets": 1, "snapshot": 2, "timestamp": 5}
+    assert store.current(COLLECTION)["timestamp"].data == payload("timestamp", 5)
+    assert store.get(COLLECTION, "timestamp", 3).data == payload("timestamp", 3)  # type: ignore[union-attr]
+    # The commit after it is checked against the newest version, not the one filled in.
+    with pytest.raises(VersionConflictError):
+        store.commit(COLLECTION, [new("timestamp", 6)], {"timestamp": 3})
+    store.commit(COLLECTION, [new("timestamp", 6)], {"timestamp": 5})
+    assert versions(store)["timestamp"] == 6
+
+
 def test_current_with_lazy_data_returns_the_same_bytes(store: MetaStore) -> None:
     init(store)
     store.commit(COLLECTION, [new("targets/bin-0", 1, "bin")], {"targets/bin-0": 0})
