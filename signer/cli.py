@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -47,6 +48,10 @@ def serve(config: SignerConfig) -> None:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         signer.start()
+        # What start-up built (modules, the server, the key store) lives as long as the process: the collector
+        # stops re-scanning it in every full collection (~30 ms each, one per ~30 batches of 200 when measured).
+        gc.collect()
+        gc.freeze()
         host = config.listen.rsplit(":", 1)[0]
         allowed = f"{len(config.allowed_client_subjects)} allowed client subject(s)" if config.allowed_client_subjects \
             else "any client certificate from the client CA"

@@ -31,6 +31,27 @@ keystore_latency = Histogram(
     ["operation", "outcome"], buckets=_BUCKETS,
 )
 
+# The labelled children of the hot metrics, looked up once per label set (`labels` takes a lock and builds
+# the label tuple on every call). Their label sets are few: methods, roles and algorithms.
+_rpc_timers: dict[str, Any] = {}
+_signature_counters: dict[tuple[str, str], Any] = {}
+
+
+def rpc_timer(method: str) -> Any:
+    """`rpc_latency.labels(method)`, kept."""
+    child = _rpc_timers.get(method)
+    if child is None:
+        child = _rpc_timers.setdefault(method, rpc_latency.labels(method))
+    return child
+
+
+def signature_counter(role: str, algorithm: str) -> Any:
+    """`signatures.labels(role, algorithm)`, kept."""
+    child = _signature_counters.get((role, algorithm))
+    if child is None:
+        child = _signature_counters.setdefault((role, algorithm), signatures.labels(role, algorithm))
+    return child
+
 
 def serve_metrics(listen: str) -> int:
     """Serve /metrics on `listen` ("host:port", port 0 picks one) in a daemon thread; return the port."""

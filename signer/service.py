@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TypeVar
@@ -144,7 +143,7 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
             context.abort(grpc.StatusCode.INTERNAL, "internal signer error; see the signer's log")
         finally:
             if timed:
-                metrics.rpc_latency.labels(method).observe(time.perf_counter() - started)
+                metrics.rpc_timer(method).observe(time.perf_counter() - started)
         raise AssertionError("context.abort returned")  # abort always raises
 
     # -- key lifecycle -----------------------------------------------------------------------------
@@ -222,31 +221,33 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
         as one claim after another would), and only then the signatures. An item refused before its claim
         reports what Sign would have checked first (`_refusals`). Each signature is logged at `signed_level`."""
         results: list[Signature | Exception | None] = [None] * len(items)
-        now = self._clock()
+        now, policy = self._clock(), self._policy
         early: dict[int, Exception] = {}  # refused before the claim: by the policy or when unwrapping
-        accepted: list[tuple[int, CheckedPayload]] = []
+        # Each accepted item's fields, read from the message once (every read of a field makes a new object).
+        accepted: list[tuple[int, str, str, str, bytes, CheckedPayload]] = []
         for index, item in enumerate(items):
+            role, payload = item.role, item.payload
             try:
-                accepted.append((index, check_metadata(self._policy, item.role, item.payload, now)))
+                checked = check_metadata(policy, role, payload, now)
             except Exception as e:  # noqa: BLE001 - reported for this item only
                 early[index] = e
-        key_ids = [item.key_id for item in items]  # read from the message once
+                continue
+            accepted.append((index, item.key_id, item.collection, role, payload, checked))
         # Unwrap before claiming, so that a failure changes nothing.
         try:
-            signers = self._keystore.signers_for(key_ids[index] for index, _ in accepted) if accepted else {}
+            signers = self._keystore.signers_for([entry[1] for entry in accepted]) if accepted else {}
         except Exception as e:  # noqa: BLE001 - every accepted item reports it
-            signers = {key_ids[index]: e for index, _ in accepted}
-        ready: list[tuple[int, CheckedPayload, Signer]] = []
-        for index, checked in accepted:
-            signer = signers[key_ids[index]]
+            signers = {entry[1]: e for entry in accepted}
+        ready: list[tuple[tuple[int, str, str, str, bytes, CheckedPayload], Signer]] = []
+        claims: list[Claim] = []
+        for entry in accepted:
+            index, key_id, collection, role, _, checked = entry
+            signer = signers[key_id]
             if isinstance(signer, Exception):
                 early[index] = signer
             else:
-                ready.append((index, checked, signer))
-        claims = [
-            Claim(key_ids[index], checked.version, checked.sha256, items[index].collection, items[index].role)
-            for index, checked, _ in ready
-        ]
+                ready.append((entry, signer))
+                claims.append(Claim(key_id, checked.version, checked.sha256, collection, role))
         try:
             outcomes: Sequence[Exception | None] = (
                 self._keystore.record_signatures(claims, subject) if claims else []
@@ -256,27 +257,27 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
         if early:
             for index, error in self._refusals(items, early).items():
                 results[index] = error
-        signed: Counter[tuple[str, str]] = Counter()
+        signed: dict[tuple[str, str], int] = {}  # signatures by (role, scheme): one metric update per slice
         log_each = log.isEnabledFor(signed_level)
-        for (index, checked, signer), outcome in zip(ready, outcomes):
+        for ((index, key_id, collection, role, payload, checked), signer), outcome in zip(ready, outcomes):
             if outcome is not None:
                 results[index] = outcome
                 continue
-            item = items[index]
             try:
-                results[index] = signer.sign(item.payload)
+                results[index] = signer.sign(payload)
             except Exception as e:  # noqa: BLE001 - reported for this item only
                 results[index] = e
                 continue
-            signed[item.role, signer.public_key.scheme] += 1
+            label = (role, signer.public_key.scheme)
+            signed[label] = signed.get(label, 0) + 1
             if log_each:
                 log.log(
                     signed_level,
                     "signed key_id=%s collection=%s role=%s version=%d payload_sha256=%s",
-                    item.key_id, item.collection, item.role, checked.version, checked.sha256,
+                    key_id, collection, role, checked.version, checked.sha256,
                 )
-        for (role, scheme), count in signed.items():  # one metric update per slice, not per signature
-            metrics.signatures.labels(role, scheme).inc(count)
+        for (role, scheme), count in signed.items():
+            metrics.signature_counter(role, scheme).inc(count)
         return results  # type: ignore[return-value]  # every index was filled
 
     def _refusals(self, items: Sequence[signer_pb2.SignRequest], early: dict[int, Exception]) -> dict[int, Exception]:
@@ -356,7 +357,7 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
                 )
                 yield start, results
         finally:
-            metrics.rpc_latency.labels(method).observe(time.perf_counter() - started)
+            metrics.rpc_timer(method).observe(time.perf_counter() - started)
 
     def _fill_result(self, message: signer_pb2.SignBatchResult, index: int, result: Signature | Exception) -> None:
         """Write item `index`'s signature or refusal into `message` (filled in place: no message copies)."""

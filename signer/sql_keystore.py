@@ -154,11 +154,13 @@ class PreparedCryptoSigner(CryptoSigner):
         super().__init__(private_key, public_key)
         self._args = astuple(self._sign_args)
         self._prefixes_payload = public_key.keytype not in _PLAIN_PAYLOAD_KEYTYPES
+        self._keyid = public_key.keyid  # read per signature: not through the `public_key` property
+        self._sign = self._private_key.sign
 
     def sign(self, payload: bytes) -> Signature:
         if self._prefixes_payload:  # e.g. ML-DSA prefixes the payload: CryptoSigner knows how
             return super().sign(payload)
-        return Signature(self.public_key.keyid, self._private_key.sign(payload, *self._args).hex())
+        return Signature(self._keyid, self._sign(payload, *self._args).hex())
 
 
 def _generate(algorithm: str) -> CryptoSigner:

@@ -32,3 +32,15 @@ def test_every_call_is_timed_by_operation_and_outcome() -> None:
         timed.get_key("missing")
     assert (_calls("get_key", "ok") - ok, _calls("get_key", "error") - error) == (2, 1)
     assert timed.limit == 3  # plain attributes pass through untimed
+
+
+def test_kept_children_are_the_labelled_metrics() -> None:
+    """`rpc_timer` and `signature_counter` hand out the children `labels` would: they count into the same series."""
+    from tufnotary.signer import metrics
+
+    assert metrics.rpc_timer("SignBatch") is metrics.rpc_latency.labels("SignBatch")
+    assert metrics.rpc_timer("SignBatch") is metrics.rpc_timer("SignBatch")
+    labels = {"role": "snapshot", "algorithm": "ecdsa-sha2-nistp256"}
+    before = REGISTRY.get_sample_value("tufnotary_signer_signatures_total", labels) or 0.0
+    metrics.signature_counter("snapshot", "ecdsa-sha2-nistp256").inc(3)
+    assert REGISTRY.get_sample_value("tufnotary_signer_signatures_total", labels) == before + 3

@@ -329,3 +329,19 @@ def test_the_signer_handed_out_signs_exactly_as_cryptosigner(store: SqlKeyStore)
     plain = CryptoSigner(signer._private_key, record.to_sslib_key())  # type: ignore[attr-defined]
     for payload in (b"", b"{}", b"payload " * 100):
         assert signer.sign(payload) == plain.sign(payload)
+
+
+@pytest.mark.parametrize("algorithm", ["ed25519", "ecdsa-sha2-nistp256", "rsassa-pss-sha256"])
+def test_prepared_signer_signs_as_crypto_signer_does(algorithm: str) -> None:
+    """`PreparedCryptoSigner` (prepared arguments, key id kept) makes signatures that verify under the key, with
+    the key's id; ed25519 signatures are deterministic: byte for byte `CryptoSigner`'s."""
+    from tufnotary.signer.sql_keystore import PreparedCryptoSigner, _generate
+
+    plain = _generate(algorithm)
+    prepared = PreparedCryptoSigner(plain._private_key, plain.public_key)
+    payload = b'{"_type":"timestamp"}'
+    signature = prepared.sign(payload)
+    assert signature.keyid == plain.public_key.keyid
+    plain.public_key.verify_signature(signature, payload)
+    if algorithm == "ed25519":
+        assert signature == plain.sign(payload)
