@@ -25,10 +25,10 @@ _MIGRATION_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 
 _FILE_COLUMNS = "f.role, f.version, f.data, f.sha256, f.length, f.created_at"
 # The bytes of the roles a caller asked for (NULL for the others, read on first use).
+_LAZY_FILE_COLUMNS = "f.role, f.version, {data}, f.sha256, f.length, f.created_at, f.collection_id"
 # The newest version of each role of collection c: role_heads h, then that row of files f.
 _HEAD_FILES = ("h.collection_id = c.id"
                " AND f.collection_id = h.collection_id AND f.role = h.role AND f.version = h.version")
-_LAZY_FILE_COLUMNS = "f.role, f.version, {data}, f.sha256, f.length, f.created_at, f.collection_id"
 
 
 class Cursor(Protocol):
