@@ -31,6 +31,13 @@ class Services:
     signer: OnlineSigner
     reads: ReadCache
     """Metadata GETs go through it: from memory while current, else from `store`."""
+    listener: PostgresChanges | None = None
+    """The thread that hears other processes' commits (PostgreSQL only)."""
+
+    def close(self) -> None:
+        """Stop what the app runs in the background (the listener); the store and signer stay open."""
+        if self.listener is not None:
+            self.listener.stop()
 
 
 def create_app(
@@ -57,7 +64,8 @@ def create_app(
             config.signer_client_key,
             timeout=config.signer_timeout,
         )
-    app.extensions["tufnotary"] = Services(config, store, signer, _read_cache(config, store, generations))
+    reads, listener = _read_cache(config, store, generations)
+    app.extensions["tufnotary"] = Services(config, store, signer, reads, listener)
     app.register_blueprint(bp)
     app.extensions["tufnotary_auth"] = gatekeeper
     app.register_blueprint(token_bp)
@@ -71,13 +79,15 @@ def create_app(
     return app
 
 
-def _read_cache(config: ServerConfig, store: MetaStore, generations: Generations | None) -> ReadCache:
-    """The cache is on only where every change is heard: a backend that announces commits, with a
-    listener connected (until then, and whenever it is not, reads go to the store)."""
+def _read_cache(config: ServerConfig, store: MetaStore,
+                generations: Generations | None) -> tuple[ReadCache, PostgresChanges | None]:
+    """The cache, and the listener it depends on. The cache is on only where every change is heard: a
+    backend that announces commits, with a listener connected (until then, and whenever it is not,
+    reads go to the store)."""
     generations = generations or Generations()
     url = store.listen_url()
     if url is None or config.read_cache_bytes <= 0:
-        return ReadCache(store, generations, enabled=lambda: False, max_bytes=0)
+        return ReadCache(store, generations, enabled=lambda: False, max_bytes=0), None
     listener = PostgresChanges(url, generations)
     listener.start()
-    return ReadCache(store, generations, enabled=lambda: listener.healthy, max_bytes=config.read_cache_bytes)
+    return ReadCache(store, generations, enabled=lambda: listener.healthy, max_bytes=config.read_cache_bytes), listener

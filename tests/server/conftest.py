@@ -38,6 +38,7 @@ def app(store, running_signer, server_certs):
     config = ServerConfig(max_upload_bytes=1024 * 1024, auth=AuthConfig(mode="none", rate_limit=0))
     app = create_app(config, store=store, signer=signer)
     yield app
+    app.extensions["tufnotary"].close()  # its listener would outlive the database (PostgreSQL stores)
     signer.close()
 
 

@@ -61,6 +61,7 @@ def make_app(store, running_signer, server_certs, tmp_path, issuer, **auth):
 def app(store, running_signer, server_certs, tmp_path, issuer):
     app, signer = make_app(store, running_signer, server_certs, tmp_path, issuer)
     yield app
+    app.extensions["tufnotary"].close()
     signer.close()
 
 

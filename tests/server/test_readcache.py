@@ -135,3 +135,29 @@ def test_generations_are_shared_with_forked_workers():
     assert generations.get(COLLECTION) == (before[0], before[1] + 1)
     generations.bump_all()
     assert generations.get("another/collection")[0] == before[0] + 1
+
+
+def test_an_app_on_postgresql_listens_until_it_is_closed(postgres_url, tmp_path):
+    """The app's listener is its own thread: `Services.close()` stops it (it would otherwise outlive the app, and
+    retry and log once the database is gone). On SQLite there is none."""
+    from tufnotary.server.app import create_app
+    from tufnotary.server.auth_config import AuthConfig
+    from tufnotary.server.config import ServerConfig
+
+    config = ServerConfig(auth=AuthConfig(mode="none", rate_limit=0))
+    store = open_store(postgres_url)
+    store.migrate()
+    try:
+        services = create_app(config, store=store, signer=object()).extensions["tufnotary"]  # type: ignore[arg-type]
+        listener = services.listener
+        assert listener is not None and listener.wait_healthy(10)
+        services.close()
+        listener.join(10)
+        assert not listener.is_alive()
+    finally:
+        store.close()
+    sqlite = open_store(f"sqlite:///{tmp_path / 'server.db'}")
+    try:
+        assert create_app(config, store=sqlite, signer=object()).extensions["tufnotary"].listener is None  # type: ignore[arg-type]
+    finally:
+        sqlite.close()
