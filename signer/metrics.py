@@ -33,24 +33,24 @@ keystore_latency = Histogram(
 
 # The labelled children of the hot metrics, looked up once per label set (`labels` takes a lock and builds
 # the label tuple on every call). Their label sets are few: methods, roles and algorithms.
-_rpc_timers: dict[str, Any] = {}
-_signature_counters: dict[tuple[str, str], Any] = {}
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, kept."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children.setdefault(key, metric.labels(*labels))
+    return child
 
 
 def rpc_timer(method: str) -> Any:
-    """`rpc_latency.labels(method)`, kept."""
-    child = _rpc_timers.get(method)
-    if child is None:
-        child = _rpc_timers.setdefault(method, rpc_latency.labels(method))
-    return child
+    return _child(rpc_latency, method)
 
 
 def signature_counter(role: str, algorithm: str) -> Any:
-    """`signatures.labels(role, algorithm)`, kept."""
-    child = _signature_counters.get((role, algorithm))
-    if child is None:
-        child = _signature_counters.setdefault((role, algorithm), signatures.labels(role, algorithm))
-    return child
+    return _child(signatures, role, algorithm)
 
 
 def serve_metrics(listen: str) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
@@ -29,6 +30,15 @@ def _backend_id(db: Database) -> object:
     if db.dialect == "postgres":
         return db.select("SELECT pg_backend_pid()")[0][0]
     return None
+
+
+def _run_at_once(work: Callable[[], None], threads: int) -> None:
+    """`work` in `threads` threads started together; returns when all have ended."""
+    started = [threading.Thread(target=work) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
 
 
 def test_sequential_transactions_reuse_one_connection(database_url: str) -> None:
@@ -56,11 +66,7 @@ def test_concurrent_transactions_open_at_most_the_pool_size(database_url: str) -
             errors.append(e)
 
     try:
-        threads = [threading.Thread(target=work) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _run_at_once(work, 6)
         assert errors == []
         assert 1 <= db.connections_opened <= 2
     finally:
@@ -70,29 +76,31 @@ def test_concurrent_transactions_open_at_most_the_pool_size(database_url: str) -
 def test_connections_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
     """The first connections to a new file race to switch it to WAL; SQLite answers the losers "database is
     locked" without waiting its busy timeout. Each of them must wait its turn, not fail (a CI run saw it)."""
-    for attempt in range(20):
-        url = f"sqlite:///{tmp_path / f'signer-{attempt}.db'}"
-        start = threading.Barrier(4)
-        errors: list[BaseException] = []
-        modes: list[object] = []
-
-        def open_and_read() -> None:
-            db = Database(url)
-            try:
-                start.wait()
-                modes.append(db.select("PRAGMA journal_mode")[0][0])
-            except BaseException as e:
-                errors.append(e)
-            finally:
-                db.close()
-
-        threads = [threading.Thread(target=open_and_read) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    for attempt in range(200):
+        errors, modes = _first_reads_at_once(f"sqlite:///{tmp_path / f'signer-{attempt}.db'}", 8)
         assert errors == []
-        assert modes == ["wal"] * 4
+        assert modes == ["wal"] * 8
+
+
+def _first_reads_at_once(url: str, connections: int) -> tuple[list[BaseException], list[object]]:
+    """Open `connections` databases on `url` and have each read its journal mode, all released together by a
+    barrier: (the errors raised, the modes read)."""
+    start = threading.Barrier(connections)
+    errors: list[BaseException] = []
+    modes: list[object] = []
+
+    def open_and_read() -> None:
+        db = Database(url)
+        try:
+            start.wait()
+            modes.append(db.select("PRAGMA journal_mode")[0][0])
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            db.close()
+
+    _run_at_once(open_and_read, connections)
+    return errors, modes
 
 
 def test_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
