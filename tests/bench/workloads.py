@@ -160,7 +160,7 @@ def publish_one_into_big(system: System, collection: str, count: int, run: int) 
         seconds = system.publish(collection)
     grown = system.database_bytes() - before
     return {f"publish 1 target into {count} s": seconds,
-            f"(5) database growth per 1-target publish KiB": grown / 1024} | _memory_measurements(
+            "(5) database growth per 1-target publish KiB": grown / 1024} | _memory_measurements(
                 peak, f"(5) 1 into {count}:")
 
 
