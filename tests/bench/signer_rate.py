@@ -117,10 +117,7 @@ def _message_sizes(pairs: list[tuple[str, Key]]) -> tuple[int, int]:
     """Serialized sizes of a batch request of one timestamp per (collection, key) and of its grouped answer (ed25519
     signatures, hex)."""
     payload = _payload(1)
-    request = signer_pb2.SignBatchRequest(requests=[
-        signer_pb2.SignRequest(key_id=key.keyid, payload=payload, collection=collection, role="timestamp")
-        for collection, key in pairs
-    ])
+    request = _batch_request([(collection, key, payload) for collection, key in pairs])
     answer = signer_pb2.SignBatchResults(results=[
         signer_pb2.SignBatchResult(index=index, signature=signer_pb2.SignResponse(key_id=key.keyid, signature="0" * 128))
         for index, (_, key) in enumerate(pairs)
@@ -128,9 +125,17 @@ def _message_sizes(pairs: list[tuple[str, Key]]) -> tuple[int, int]:
     return request.ByteSize(), answer.ByteSize()
 
 
+def _batch_request(items: list[tuple[str, Key, bytes]]) -> signer_pb2.SignBatchRequest:
+    """A batch request signing each (collection, key, payload) as that collection's timestamp."""
+    return signer_pb2.SignBatchRequest(requests=[
+        signer_pb2.SignRequest(key_id=key.keyid, payload=payload, collection=collection, role="timestamp")
+        for collection, key, payload in items
+    ])
+
+
 def _batch_rate(signer: RemoteSigner, pairs: list[tuple[str, Key]], next_payload: Callable[[str], bytes],
                 pid: int | None, seconds: float) -> tuple[float, float]:
-    """`RemoteSigner.sign_batch` (as the renewer calls it) of one payload per key, for `seconds`:
+    """`RemoteSigner.sign_batch` (as the renewer calls it: SignBatchGrouped) of one payload per key, for `seconds`:
     (sig/s, signer CPU seconds per signature)."""
     count, started, cpu = 0, time.perf_counter(), cpu_seconds(pid)
     while time.perf_counter() - started < seconds:
@@ -145,8 +150,8 @@ def _batch_rate(signer: RemoteSigner, pairs: list[tuple[str, Key]], next_payload
 
 def _grouped_rate(stack: Stack, pairs: list[tuple[str, Key]], next_payload: Callable[[str], bytes],
                   pid: int | None, seconds: float) -> tuple[float, float]:
-    """SignBatchGrouped (one message per group of results) through a plain stub — RemoteSigner does not
-    call it yet — doing the client work RemoteSigner does: build each payload, verify each signature.
+    """SignBatchGrouped (one message per group of results) through a plain stub rather than RemoteSigner (which
+    calls the same method), doing the client work RemoteSigner does: build each payload, verify each signature.
     Returns (sig/s, signer CPU seconds per signature)."""
     certs = stack.certs
     credentials = grpc.ssl_channel_credentials(
@@ -157,11 +162,7 @@ def _grouped_rate(stack: Stack, pairs: list[tuple[str, Key]], next_payload: Call
         count, started, cpu = 0, time.perf_counter(), cpu_seconds(pid)
         while time.perf_counter() - started < seconds:
             items = [(collection, key, next_payload(collection)) for collection, key in pairs]
-            request = signer_pb2.SignBatchRequest(requests=[
-                signer_pb2.SignRequest(key_id=key.keyid, payload=payload, collection=collection, role="timestamp")
-                for collection, key, payload in items
-            ])
-            for group in stub.SignBatchGrouped(request, timeout=30):
+            for group in stub.SignBatchGrouped(_batch_request(items), timeout=30):
                 for result in group.results:
                     if not result.HasField("signature"):
                         raise RuntimeError(f"batch signing refused: {result.error.code}: {result.error.message}")
